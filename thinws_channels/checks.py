@@ -1,0 +1,109 @@
+"""System checks for the app's configuration: ``python manage.py check`` runs them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from .conf import DEFAULTS
+
+CORE_LAYER = "channels_redis.core.RedisChannelLayer"
+MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+MIN_CORE_CAPACITY = 1000
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
+    user = getattr(settings, "THINWS_CHANNELS", {})
+    if not isinstance(user, dict):
+        return [
+            Error(
+                f"THINWS_CHANNELS must be a dict, got {type(user).__name__}.",
+                hint="Set THINWS_CHANNELS = {...} in your settings, or remove it.",
+                id="thinws_channels.E001",
+            )
+        ]
+    errors: list[Error | Warning] = []
+    for key in sorted(set(user) - set(DEFAULTS)):
+        errors.append(
+            Error(
+                f"THINWS_CHANNELS has an unknown key {key!r}.",
+                hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.",
+                id="thinws_channels.E002",
+            )
+        )
+    for key in ("CHANNEL_LAYER", "INSTANCE_NAME"):
+        if key in user and not isinstance(user[key], str):
+            errors.append(
+                Error(
+                    f"THINWS_CHANNELS[{key!r}] must be a string, got {user[key]!r}.",
+                    id="thinws_channels.E003",
+                )
+            )
+    if "LEGACY_MESSAGE_KEY" in user and not isinstance(user["LEGACY_MESSAGE_KEY"], bool):
+        errors.append(
+            Error(
+                "THINWS_CHANNELS['LEGACY_MESSAGE_KEY'] must be True or False, got "
+                f"{user['LEGACY_MESSAGE_KEY']!r}.",
+                id="thinws_channels.E004",
+            )
+        )
+    for key in ("SUBSCRIBE_PROBE_TIMEOUT", "HEARTBEAT_INTERVAL"):
+        if key in user and not _positive_number(user[key]):
+            errors.append(
+                Error(
+                    f"THINWS_CHANNELS[{key!r}] must be a number of seconds above 0, got "
+                    f"{user[key]!r}.",
+                    id="thinws_channels.E005",
+                )
+            )
+    return errors
+
+
+@register(Tags.compatibility)
+def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
+    user = getattr(settings, "THINWS_CHANNELS", {})
+    alias = user.get("CHANNEL_LAYER", "default") if isinstance(user, dict) else "default"
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    if not isinstance(alias, str) or alias not in layers:
+        return [
+            Error(
+                f"No channel layer {alias!r} in CHANNEL_LAYERS: thinws_channels needs one to "
+                "deliver room messages.",
+                hint="Add CHANNEL_LAYERS = {'default': {'BACKEND': "
+                "'channels_redis.pubsub.RedisPubSubChannelLayer', 'CONFIG': {'hosts': "
+                "['redis://127.0.0.1:6379/0']}}} (see docs/configuration.md).",
+                id="thinws_channels.E010",
+            )
+        ]
+    layer = layers[alias]
+    backend = layer.get("BACKEND", "")
+    config = layer.get("CONFIG", {}) or {}
+    warnings: list[Error | Warning] = []
+    if backend == CORE_LAYER and config.get("capacity", 100) < MIN_CORE_CAPACITY:
+        warnings.append(
+            Warning(
+                f"Channel layer {alias!r} is RedisChannelLayer with capacity "
+                f"{config.get('capacity', 100)}: each process receives every room message "
+                "through one channel, and the layer drops messages past the capacity.",
+                hint=f"Set 'capacity' to {MIN_CORE_CAPACITY * 10} or more in its CONFIG, or use "
+                "RedisPubSubChannelLayer (docs/configuration.md).",
+                id="thinws_channels.W001",
+            )
+        )
+    if backend == MEMORY_LAYER and not settings.DEBUG:
+        warnings.append(
+            Warning(
+                f"Channel layer {alias!r} is the in-memory layer: rooms are not shared between "
+                "server processes.",
+                hint="Use channels_redis.pubsub.RedisPubSubChannelLayer in production.",
+                id="thinws_channels.W002",
+            )
+        )
+    return warnings
