@@ -112,5 +112,5 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"thinws_channels": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {"thinws_channels": {"handlers": ["console"], "level": "INFO", "propagate": False}},
 }
