@@ -145,6 +145,14 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
         try:
             frame = protocol.read_frame(protocol.decode(text))
             message_id = frame.message_id
+            if self._graceful:
+                # Frames a client sent behind ``disconnect``, before the close reached it.
+                raise ProtocolError(
+                    ErrorCode.NOT_CONNECTED,
+                    f"this socket sent 'disconnect' and is closing: {frame.type.value!r} needs "
+                    "a new socket",
+                    message_id,
+                )
             if frame.type is FrameType.CONNECT:
                 if self.connection_id is not None:
                     raise ProtocolError(
@@ -280,9 +288,7 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
         message_id, event = events.room_message(
             room_id, envelope.payload, sender=self.connection_id, legacy=envelope.legacy
         )
-        await _guard(
-            self.hub.layer.group_send(protocol.room_group(room_id), event), "the channel layer"
-        )
+        await _guard(self.hub.publish(room_id, event), "the channel layer")
         self.reply(protocol.ack_frame(envelope.message_id, id=message_id))
         await self._send_signal(
             signals.message_received,

@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# At most this many channel-layer calls of one process are in flight at once. redis-py's
+# connection pool (which RedisChannelLayer uses, one connection per call in flight) holds 100
+# connections and raises "Too many connections" past that instead of waiting; a hundred sockets
+# publishing at the same moment would get ``unavailable`` without this bound.
+LAYER_CALLS_IN_FLIGHT = 64
+
 
 class LocalSocket(Protocol):
     """What the hub needs of a consumer."""
@@ -69,6 +75,7 @@ class Hub:
         self._probes: dict[str, asyncio.Future[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._lifecycle = asyncio.Lock()
+        self._layer_slots = asyncio.Semaphore(LAYER_CALLS_IN_FLIGHT)
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             events.ROOM_MESSAGE: self._on_room_message,
             events.CONNECTION_SUBSCRIBED: self._on_connection_change,
@@ -185,7 +192,8 @@ class Hub:
             if key not in index and group in self._groups:
                 self._groups.discard(group)
                 try:
-                    await self.layer.group_discard(group, self.channel_name)
+                    async with self._layer_slots:
+                        await self.layer.group_discard(group, self.channel_name)
                 except Exception:
                     logger.warning("could not leave group %s", group, exc_info=True)
         self._forget_lock(group)
@@ -199,7 +207,8 @@ class Hub:
             del self._group_locks[group]
 
     async def _layer_join(self, group: str) -> None:
-        await self.layer.group_add(group, self.channel_name)
+        async with self._layer_slots:
+            await self.layer.group_add(group, self.channel_name)
         self._groups.add(group)
         if _is_pubsub(self.layer):
             await self._probe(group)
@@ -215,7 +224,8 @@ class Hub:
         future = asyncio.get_running_loop().create_future()
         self._probes[nonce] = future
         try:
-            await self.layer.group_send(group, events.probe(nonce))
+            async with self._layer_slots:
+                await self.layer.group_send(group, events.probe(nonce))
             await asyncio.wait_for(future, conf.SUBSCRIBE_PROBE_TIMEOUT)
         except TimeoutError:
             logger.warning(
@@ -227,11 +237,17 @@ class Hub:
 
     # Sending ---------------------------------------------------------------------------------
 
+    async def publish(self, room_id: str, event: dict[str, Any]) -> None:
+        """Send a room event to every process in the room's group."""
+        async with self._layer_slots:
+            await self.layer.group_send(protocol.room_group(room_id), event)
+
     async def tell_connection(self, kind: str, socket: LocalSocket, room_id: str) -> None:
         """Tell the other live sockets of ``socket``'s connectionID, on every instance."""
         assert socket.connection_id is not None
         event = events.connection_change(kind, socket.connection_id, room_id, socket.socket_id)
-        await self.layer.group_send(protocol.connection_group(socket.connection_id), event)
+        async with self._layer_slots:
+            await self.layer.group_send(protocol.connection_group(socket.connection_id), event)
 
     # Receiving -------------------------------------------------------------------------------
 
@@ -291,7 +307,8 @@ class Hub:
             await asyncio.sleep(interval)
             for group in list(self._groups):
                 try:
-                    await self.layer.group_add(group, self.channel_name)
+                    async with self._layer_slots:
+                        await self.layer.group_add(group, self.channel_name)
                 except Exception:
                     logger.warning("could not refresh group %s", group, exc_info=True)
 
