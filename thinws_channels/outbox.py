@@ -96,6 +96,11 @@ async def _finish(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
         if waiting_on is None:  # a bare yield, as in asyncio.sleep(0)
             await asyncio.sleep(0)
         else:
+            # The coroutine's ``await`` marked the future as yielded to a task; a Task clears
+            # that mark when it takes the future, and so must we, or awaiting it here raises
+            # "await wasn't used with future" (C futures) and the frames are lost.
+            if getattr(waiting_on, "_asyncio_future_blocking", False):
+                waiting_on._asyncio_future_blocking = False
             try:
                 await waiting_on
             except BaseException:
