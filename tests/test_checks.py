@@ -210,3 +210,22 @@ def test_checks_are_registered_with_django():
         assert thinws_ids(run_checks()) == ["thinws_channels.E002", "thinws_channels.E010"]
         with pytest.raises(SystemCheckError, match=r"thinws_channels\.E002"):
             call_command("check")
+
+
+def test_none_counts_as_no_settings():
+    with override_settings(THINWS_CHANNELS=None):
+        assert check_settings() == []
+
+
+@pytest.mark.parametrize("layer", ["x", {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": 3}])
+def test_e011_layer_entry_not_a_dict(layer):
+    with override_settings(CHANNEL_LAYERS={"default": layer}):
+        messages = check_channel_layer()
+    assert ids(messages) == ["thinws_channels.E011"]
+    assert repr(layer) in messages[0].msg
+
+
+def test_w001_not_raised_for_a_capacity_that_is_not_a_number():
+    layer = {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"capacity": "5"}}
+    with override_settings(CHANNEL_LAYERS={"default": layer}):
+        assert check_channel_layer() == []

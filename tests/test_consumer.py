@@ -17,7 +17,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.test import override_settings
 
-from tests.consumer_kit import Client, Clients, db, hub, layer
+from tests.consumer_kit import Client, Clients, db, hub, layer, wait_until
 from thinws_channels import api
 from thinws_channels.consumers import ThinWSConsumer
 from thinws_channels.models import Connection, Presence, Room, ServerInstance, Subscription
@@ -830,3 +830,16 @@ async def test_the_consumer_class_can_be_served_directly(clients):
     await a.subscribe("r")
     ack, echo = await a.publish("r", 1)
     assert echo["messageID"] == ack["id"]
+
+
+async def test_a_cancelled_consumer_leaves_its_rooms_and_goes_offline(clients):
+    # daphne cancels the application task at shutdown or after application_close_timeout.
+    a = await clients("c1")
+    await a.subscribe("r")
+    assert await db(Presence.objects.count)() == 1
+    a.comm.future.cancel()
+    await wait_until(lambda: not hub().running)
+    assert room_group("r") not in layer().groups
+    assert await db(Presence.objects.count)() == 0
+    a.closed = True
+

@@ -54,6 +54,10 @@ class ConnectionAdmin(admin.ModelAdmin):
     readonly_fields = ["key", "created_at", "last_seen_at"]
     inlines = [SubscriptionInline, PresenceInline]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # A connectionID is an identity: renaming it would hand its rooms to another client.
+        return [*self.readonly_fields, "connection_id"] if obj else self.readonly_fields
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Connection]:
         return (
             super()
@@ -81,6 +85,10 @@ class RoomAdmin(admin.ModelAdmin):
     search_fields = ["room_id", "subscriptions__connection__connection_id"]
     readonly_fields = ["key", "created_at"]
     inlines = [SubscriptionInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # Renaming a room would move its members without their sockets hearing of it.
+        return [*self.readonly_fields, "room_id"] if obj else self.readonly_fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Room]:
         return (

@@ -20,7 +20,9 @@ def _positive_number(value: Any) -> bool:
 
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
-    user = getattr(settings, "THINWS_CHANNELS", {})
+    user = getattr(settings, "THINWS_CHANNELS", None)
+    if user is None:
+        return []
     if not isinstance(user, dict):
         return [
             Error(
@@ -68,7 +70,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
 
 @register(Tags.compatibility)
 def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
-    user = getattr(settings, "THINWS_CHANNELS", {})
+    user = getattr(settings, "THINWS_CHANNELS", None) or {}
     alias = user.get("CHANNEL_LAYER", "default") if isinstance(user, dict) else "default"
     layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
     if not isinstance(alias, str) or alias not in layers:
@@ -83,14 +85,27 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[Error | 
             )
         ]
     layer = layers[alias]
+    if not isinstance(layer, dict) or not isinstance(layer.get("CONFIG") or {}, dict):
+        return [
+            Error(
+                f"CHANNEL_LAYERS[{alias!r}] must be a dict with 'BACKEND' and an optional "
+                f"'CONFIG' dict, got {layer!r}.",
+                id="thinws_channels.E011",
+            )
+        ]
     backend = layer.get("BACKEND", "")
-    config = layer.get("CONFIG", {}) or {}
+    config = layer.get("CONFIG") or {}
+    capacity = config.get("capacity", 100)
     warnings: list[Error | Warning] = []
-    if backend == CORE_LAYER and config.get("capacity", 100) < MIN_CORE_CAPACITY:
+    if (
+        backend == CORE_LAYER
+        and _positive_number(capacity)
+        and capacity < MIN_CORE_CAPACITY
+    ):
         warnings.append(
             Warning(
                 f"Channel layer {alias!r} is RedisChannelLayer with capacity "
-                f"{config.get('capacity', 100)}: each process receives every room message "
+                f"{capacity}: each process receives every room message "
                 "through one channel, and the layer drops messages past the capacity.",
                 hint=f"Set 'capacity' to {MIN_CORE_CAPACITY * 10} or more in its CONFIG, or use "
                 "RedisPubSubChannelLayer (docs/configuration.md).",

@@ -62,6 +62,9 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
         except StopConsumer:
             pass
         finally:
+            # Also when the server cancels this task (shutdown, application_close_timeout):
+            # the socket must not stay in the hub's rooms or online in the database.
+            await self._went_away()
             self._outbox.cancel()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
@@ -127,6 +130,14 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
         await self.receive_frame(text)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        await self._went_away()
+        raise StopConsumer()
+
+    async def _went_away(self) -> None:
+        """Once per socket: leave its rooms, go offline, send ``disconnected``."""
+        if self._gone:
+            return
+        self._gone = True
         await self._leave_everything()
         if self._was_connected is not None:
             await self._send_signal(
@@ -135,7 +146,6 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
                 user=self._user,
                 graceful=self._graceful,
             )
-        raise StopConsumer()
 
     # Frames ----------------------------------------------------------------------------------
 
@@ -335,6 +345,7 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
 
     _was_connected: str | None = None  # the connectionID, once ``connect`` was acked
     _online = False  # a Presence row exists for this socket
+    _gone = False  # the socket went away and was cleaned up
 
     async def _leave_everything(self) -> None:
         """Leave every room on this socket (memberships stay stored) and go offline."""

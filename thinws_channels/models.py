@@ -5,9 +5,13 @@ Models hold data only: no channel-layer calls, no knowledge of sockets. Ids are 
 every database, whatever its collation.
 """
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+
+from .protocol import storage_key
 
 
 class Connection(models.Model):
@@ -34,6 +38,10 @@ class Connection(models.Model):
     def __str__(self) -> str:
         return self.connection_id
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.key = storage_key(self.connection_id)  # rows made anywhere (admin, shell) match
+        super().save(*args, **kwargs)
+
 
 class Room(models.Model):
     """A room; its channel-layer group is ``protocol.room_group(room_id)``."""
@@ -49,6 +57,10 @@ class Room(models.Model):
 
     def __str__(self) -> str:
         return self.room_id
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.key = storage_key(self.room_id)
+        super().save(*args, **kwargs)
 
 
 class Subscription(models.Model):
