@@ -8,6 +8,7 @@ Environment:
     DJANGO_DEBUG    "1" for debug mode (default on, this is a demo)
     DJANGO_ALLOWED_HOSTS  comma-separated (default: localhost, 127.0.0.1, [::1])
     THINWS_INSTANCE a name shown on the demo page, to tell instances apart
+    THINWS_GROUP_REFRESH_INTERVAL  seconds (default 60), see docs/configuration.md
 """
 
 import os
@@ -96,6 +97,7 @@ else:
 
 THINWS_CHANNELS = {
     "INSTANCE_NAME": os.environ.get("THINWS_INSTANCE", ""),
+    "GROUP_REFRESH_INTERVAL": float(os.environ.get("THINWS_GROUP_REFRESH_INTERVAL", "60")),
 }
 
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []

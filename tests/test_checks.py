@@ -118,7 +118,9 @@ def test_e004_legacy_message_key_not_a_bool(value):
     assert repr(value) in messages[0].msg
 
 
-@pytest.mark.parametrize("key", ["SUBSCRIBE_PROBE_TIMEOUT", "HEARTBEAT_INTERVAL"])
+@pytest.mark.parametrize(
+    "key", ["SUBSCRIBE_PROBE_TIMEOUT", "HEARTBEAT_INTERVAL", "GROUP_REFRESH_INTERVAL"]
+)
 @pytest.mark.parametrize("value", [0, -1, 0.0, "2", True, None])
 def test_e005_not_a_positive_number(key, value):
     with override_settings(THINWS_CHANNELS={key: value}):

@@ -466,3 +466,37 @@ async def test_outbox_flush_without_backlog_returns_at_once():
     outbox = Outbox(Recorder().send)
     await asyncio.wait_for(outbox.flush(), 0.1)
     outbox.cancel()  # harmless when nothing is queued
+
+
+# group expiry ------------------------------------------------------------------------------------
+
+
+async def test_membership_outlives_the_layers_group_expiry(clients, settings):
+    """The layer forgets group members after ``group_expiry``; the hub re-adds itself."""
+    settings.THINWS_CHANNELS = {"GROUP_REFRESH_INTERVAL": 0.2}
+    layer().group_expiry = 1
+    try:
+        a = await clients("c1")
+        await a.subscribe("r")
+        await asyncio.sleep(2.5)  # more than twice the expiry, several refreshes
+        layer()._clean_expired()
+        assert members_of(room_group("r")) == [hub().channel_name]
+        ack, echo = await a.publish("r", "still here")
+        assert echo["payload"] == "still here"
+    finally:
+        layer().group_expiry = 86400
+
+
+async def test_without_refresh_the_layer_would_forget_the_room(clients, settings):
+    """The control for the test above: with a refresh interval past the expiry, the
+    membership is gone after the expiry (so the test above proves the refresh)."""
+    settings.THINWS_CHANNELS = {"GROUP_REFRESH_INTERVAL": 3600}
+    try:
+        a = await clients("c1")
+        await a.subscribe("r")
+        layer().group_expiry = 1  # after the hub chose its first sleep (an hour)
+        await asyncio.sleep(1.5)
+        layer()._clean_expired()
+        assert members_of(room_group("r")) == []
+    finally:
+        layer().group_expiry = 86400

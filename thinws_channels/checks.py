@@ -56,7 +56,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                 id="thinws_channels.E004",
             )
         )
-    for key in ("SUBSCRIBE_PROBE_TIMEOUT", "HEARTBEAT_INTERVAL"):
+    for key in ("SUBSCRIBE_PROBE_TIMEOUT", "HEARTBEAT_INTERVAL", "GROUP_REFRESH_INTERVAL"):
         if key in user and not _positive_number(user[key]):
             errors.append(
                 Error(

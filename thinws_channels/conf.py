@@ -16,6 +16,7 @@ DEFAULTS: dict[str, Any] = {
     "LEGACY_MESSAGE_KEY": False,
     "SUBSCRIBE_PROBE_TIMEOUT": 2.0,
     "HEARTBEAT_INTERVAL": 30.0,
+    "GROUP_REFRESH_INTERVAL": 60.0,
 }
 
 
@@ -43,6 +44,11 @@ class Settings:
     def SUBSCRIBE_PROBE_TIMEOUT(self) -> float:
         """Seconds to wait for the pub/sub layer to confirm a new group subscription."""
         return float(self._get("SUBSCRIBE_PROBE_TIMEOUT"))
+
+    @property
+    def GROUP_REFRESH_INTERVAL(self) -> float:
+        """Seconds between re-adds of a process's group memberships (layers that expire them)."""
+        return float(self._get("GROUP_REFRESH_INTERVAL"))
 
     @property
     def HEARTBEAT_INTERVAL(self) -> float:

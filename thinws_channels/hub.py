@@ -301,10 +301,11 @@ class Hub:
     # Upkeep ----------------------------------------------------------------------------------
 
     async def _keep_groups_alive(self) -> None:
-        """Re-add the hub's channel to its groups before the layer's ``group_expiry``."""
-        interval = max(1.0, float(self.layer.group_expiry) / 3)
+        """Re-add the hub's channel to its groups, well before the layer's ``group_expiry``,
+        and soon after Redis lost them (a restart without persistence)."""
         while True:
-            await asyncio.sleep(interval)
+            interval = min(conf.GROUP_REFRESH_INTERVAL, float(self.layer.group_expiry) / 3)
+            await asyncio.sleep(max(0.1, interval))
             for group in list(self._groups):
                 try:
                     async with self._layer_slots:
