@@ -1,6 +1,6 @@
 """The demo project's ASGI app plus the plain Channels consumer at /ws/plain/ (benchmarks only).
 
-    DJANGO_SETTINGS_MODULE=demo_project.settings daphne bench.asgi:application
+DJANGO_SETTINGS_MODULE=demo_project.settings daphne bench.asgi:application
 """
 
 import os

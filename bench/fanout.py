@@ -38,7 +38,9 @@ from tests.servers import (  # noqa: E402
 )
 
 
-def start_cluster(workdir: Path, redis_url: str, layer: str, size: int) -> list[tuple[int, subprocess.Popen[bytes]]]:
+def start_cluster(
+    workdir: Path, redis_url: str, layer: str, size: int
+) -> list[tuple[int, subprocess.Popen[bytes]]]:
     database = workdir / f"bench-{layer}.sqlite3"
     env = demo_env(
         REDIS_URL=redis_url,
@@ -50,10 +52,13 @@ def start_cluster(workdir: Path, redis_url: str, layer: str, size: int) -> list[
     servers = []
     for i in range(size):
         port = free_port()
-        log = open(workdir / f"daphne-{layer}-{i}.log", "ab")  # noqa: SIM115
+        log = open(workdir / f"daphne-{layer}-{i}.log", "ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(port), "bench.asgi:application"],
-            cwd=ROOT, env={**env, "THINWS_INSTANCE": f"bench-{i}"}, stdout=log, stderr=log,
+            cwd=ROOT,
+            env={**env, "THINWS_INSTANCE": f"bench-{i}"},
+            stdout=log,
+            stderr=log,
         )
         wait_until(lambda p=port: port_open(p), 30, what=f"daphne on {port}")
         servers.append((port, proc))
@@ -64,10 +69,27 @@ def run_loadgen(args: argparse.Namespace, adapter: str, path: str, servers, labe
     urls = ",".join(f"ws://{HOST}:{port}{path}" for port, _ in servers)
     pids = ",".join(str(proc.pid) for _, proc in servers)
     cmd = [
-        args.loadgen_python, args.loadgen, "--adapter", adapter, "--urls", urls, "--origin",
-        "--pids", pids, "--scenario", args.scenario, "-S", str(args.subscribers),
-        "-R", str(args.rooms), "-W", str(args.window), "--duration", str(args.duration),
-        "--label", label,
+        args.loadgen_python,
+        args.loadgen,
+        "--adapter",
+        adapter,
+        "--urls",
+        urls,
+        "--origin",
+        "--pids",
+        pids,
+        "--scenario",
+        args.scenario,
+        "-S",
+        str(args.subscribers),
+        "-R",
+        str(args.rooms),
+        "-W",
+        str(args.window),
+        "--duration",
+        str(args.duration),
+        "--label",
+        label,
     ]
     if args.rate:
         cmd += ["--rate", str(args.rate)]
@@ -80,7 +102,9 @@ def run_loadgen(args: argparse.Namespace, adapter: str, path: str, servers, labe
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--loadgen", default=str(ROOT.parent / "shared" / "bench" / "loadgen.py"))
     ap.add_argument("--loadgen-python", default=os.path.expanduser("~/.loadgen-venv/bin/python"))
     ap.add_argument("--layers", default="pubsub,core")

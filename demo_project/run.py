@@ -26,6 +26,14 @@ if __name__ == "__main__":
     print(f"thinws-channels demo on http://127.0.0.1:{port}/  (Ctrl+C to stop)", flush=True)
     os.execv(
         sys.executable,
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", port,
-         "demo_project.asgi:application"],
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            port,
+            "demo_project.asgi:application",
+        ],
     )

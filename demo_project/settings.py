@@ -66,7 +66,11 @@ DATABASES = {
         "NAME": os.environ.get("DATABASE_PATH") or BASE_DIR / "db.sqlite3",
         # Several daphne processes may share one SQLite file in the demo: wait for the lock
         # instead of failing at once, and let readers run beside a writer.
-        "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
+        "OPTIONS": {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL;",
+        },
     }
 }
 

@@ -44,12 +44,14 @@ TEMPLATES = [
     }
 ]
 
+_DB_FILE = os.path.join(tempfile.gettempdir(), f"thinws-tests-{os.getpid()}.sqlite3")
+
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         # A file, not :memory:, so the ORM thread of database_sync_to_async sees the same data.
-        "NAME": os.path.join(tempfile.gettempdir(), f"thinws-tests-{os.getpid()}.sqlite3"),
-        "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"thinws-tests-{os.getpid()}.sqlite3")},
+        "NAME": _DB_FILE,
+        "TEST": {"NAME": _DB_FILE},
     }
 }
 

@@ -219,7 +219,9 @@ def test_none_counts_as_no_settings():
         assert check_settings() == []
 
 
-@pytest.mark.parametrize("layer", ["x", {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": 3}])
+@pytest.mark.parametrize(
+    "layer", ["x", {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": 3}]
+)
 def test_e011_layer_entry_not_a_dict(layer):
     with override_settings(CHANNEL_LAYERS={"default": layer}):
         messages = check_channel_layer()

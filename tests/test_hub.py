@@ -481,7 +481,7 @@ async def test_membership_outlives_the_layers_group_expiry(clients, settings):
         await asyncio.sleep(2.5)  # more than twice the expiry, several refreshes
         layer()._clean_expired()
         assert members_of(room_group("r")) == [hub().channel_name]
-        ack, echo = await a.publish("r", "still here")
+        _, echo = await a.publish("r", "still here")
         assert echo["payload"] == "still here"
     finally:
         layer().group_expiry = 86400

@@ -209,3 +209,54 @@ async def test_disconnect_is_acked_then_closed_with_1000(cluster, ws):
     # The memberships are kept: the next connect, on the other instance, rejoins the room.
     back = await ws(cluster.urls[1], cid)
     assert_connect_ack(back.connect_ack, cid, [room])
+
+
+async def test_send_to_room_from_another_process_reaches_every_instance(cluster, ws):
+    """``manage.py thinws_send`` runs api.send_to_room() in a process of its own, as a view or a
+    task would; subscribers on both instances get the message, with connectionID null."""
+    import subprocess
+    import sys
+
+    from tests.servers import ROOT, demo_env
+
+    room = uid("room")
+    subs = [await ws(url, uid("sub")) for url in cluster.urls]
+    for sub in subs:
+        assert (await sub.subscribe(room)).get("type") == "ack"
+    env = demo_env(
+        REDIS_URL=cluster.redis_url,
+        THINWS_LAYER=cluster.layer,
+        DATABASE_PATH=str(cluster.database_path),
+    )
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "manage.py", "thinws_send", room, '{"text": "from a task"}'],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    message_id = done.stdout.strip()
+    for sub in subs:
+        got = await sub.next_message(room=room)
+        assert_relayed(got, room, {"text": "from a task"}, None)
+        assert got["messageID"] == message_id
+
+
+async def test_thinws_send_refuses_bad_input_clearly(cluster):
+    import subprocess
+    import sys
+
+    from tests.servers import ROOT, demo_env
+
+    env = demo_env(REDIS_URL=cluster.redis_url, THINWS_LAYER=cluster.layer)
+    for args, expected in [
+        (["lobby", "{not json"], "payload '{not json' is not valid JSON"),
+        (["a\x07b", "1"], "control character"),
+    ]:
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "manage.py", "thinws_send", *args],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        assert expected in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr

@@ -97,11 +97,7 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[Error | 
     config = layer.get("CONFIG") or {}
     capacity = config.get("capacity", 100)
     warnings: list[Error | Warning] = []
-    if (
-        backend == CORE_LAYER
-        and _positive_number(capacity)
-        and capacity < MIN_CORE_CAPACITY
-    ):
+    if backend == CORE_LAYER and _positive_number(capacity) and capacity < MIN_CORE_CAPACITY:
         warnings.append(
             Warning(
                 f"Channel layer {alias!r} is RedisChannelLayer with capacity "

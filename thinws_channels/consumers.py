@@ -361,8 +361,9 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
             try:
                 await store.disconnect(self.socket_id)
             except Exception:
-                logger.warning("could not record socket %s as offline", self.socket_id,
-                               exc_info=True)
+                logger.warning(
+                    "could not record socket %s as offline", self.socket_id, exc_info=True
+                )
 
     async def _send_signal(self, signal: Signal, **kwargs: Any) -> None:
         if not signal.receivers:

@@ -105,8 +105,10 @@ class Hub:
             self._sockets.add(socket)
         assert socket.connection_id is not None
         await self._join(
-            self.connections, protocol.connection_group(socket.connection_id),
-            socket.connection_id, socket,
+            self.connections,
+            protocol.connection_group(socket.connection_id),
+            socket.connection_id,
+            socket,
         )
 
     async def remove_socket(self, socket: LocalSocket) -> None:
@@ -115,8 +117,10 @@ class Hub:
             await self.leave(room_id, socket)
         if socket.connection_id is not None:
             await self._leave(
-                self.connections, protocol.connection_group(socket.connection_id),
-                socket.connection_id, socket,
+                self.connections,
+                protocol.connection_group(socket.connection_id),
+                socket.connection_id,
+                socket,
             )
         async with self._lifecycle:
             self._sockets.discard(socket)
@@ -230,7 +234,8 @@ class Hub:
         except TimeoutError:
             logger.warning(
                 "group %s: no probe came back within %ss; joining anyway",
-                group, conf.SUBSCRIBE_PROBE_TIMEOUT,
+                group,
+                conf.SUBSCRIBE_PROBE_TIMEOUT,
             )
         finally:
             self._probes.pop(nonce, None)
@@ -259,8 +264,9 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.warning("channel layer receive failed; retrying in %.1fs", delay,
-                               exc_info=True)
+                logger.warning(
+                    "channel layer receive failed; retrying in %.1fs", delay, exc_info=True
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,82 +14,184 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Room',
+            name="Room",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('room_id', models.CharField(max_length=200, verbose_name='room id')),
-                ('key', models.CharField(editable=False, max_length=40, unique=True, verbose_name='key')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("room_id", models.CharField(max_length=200, verbose_name="room id")),
+                (
+                    "key",
+                    models.CharField(
+                        editable=False, max_length=40, unique=True, verbose_name="key"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
             ],
             options={
-                'verbose_name': 'room',
-                'verbose_name_plural': 'rooms',
-                'ordering': ['room_id'],
+                "verbose_name": "room",
+                "verbose_name_plural": "rooms",
+                "ordering": ["room_id"],
             },
         ),
         migrations.CreateModel(
-            name='ServerInstance',
+            name="ServerInstance",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, verbose_name='name')),
-                ('hostname', models.CharField(max_length=255, verbose_name='hostname')),
-                ('pid', models.PositiveIntegerField(verbose_name='process id')),
-                ('started_at', models.DateTimeField(auto_now_add=True, verbose_name='started')),
-                ('heartbeat_at', models.DateTimeField(db_index=True, verbose_name='last heartbeat')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, verbose_name="name")),
+                ("hostname", models.CharField(max_length=255, verbose_name="hostname")),
+                ("pid", models.PositiveIntegerField(verbose_name="process id")),
+                ("started_at", models.DateTimeField(auto_now_add=True, verbose_name="started")),
+                (
+                    "heartbeat_at",
+                    models.DateTimeField(db_index=True, verbose_name="last heartbeat"),
+                ),
             ],
             options={
-                'verbose_name': 'server instance',
-                'verbose_name_plural': 'server instances',
-                'ordering': ['name'],
+                "verbose_name": "server instance",
+                "verbose_name_plural": "server instances",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Connection',
+            name="Connection",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('connection_id', models.CharField(max_length=128, verbose_name='connection id')),
-                ('key', models.CharField(editable=False, max_length=40, unique=True, verbose_name='key')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
-                ('last_seen_at', models.DateTimeField(auto_now=True, verbose_name='last seen')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='thinws_connections', to=settings.AUTH_USER_MODEL, verbose_name='user')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("connection_id", models.CharField(max_length=128, verbose_name="connection id")),
+                (
+                    "key",
+                    models.CharField(
+                        editable=False, max_length=40, unique=True, verbose_name="key"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
+                ("last_seen_at", models.DateTimeField(auto_now=True, verbose_name="last seen")),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="thinws_connections",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="user",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'connection',
-                'verbose_name_plural': 'connections',
-                'ordering': ['-last_seen_at'],
+                "verbose_name": "connection",
+                "verbose_name_plural": "connections",
+                "ordering": ["-last_seen_at"],
             },
         ),
         migrations.CreateModel(
-            name='Presence',
+            name="Presence",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('socket_id', models.CharField(max_length=40, unique=True, verbose_name='socket id')),
-                ('client', models.CharField(blank=True, max_length=100, verbose_name='client address')),
-                ('connected_at', models.DateTimeField(auto_now_add=True, verbose_name='connected')),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='presences', to='thinws_channels.connection', verbose_name='connection')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='user')),
-                ('instance', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='presences', to='thinws_channels.serverinstance', verbose_name='server instance')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "socket_id",
+                    models.CharField(max_length=40, unique=True, verbose_name="socket id"),
+                ),
+                (
+                    "client",
+                    models.CharField(blank=True, max_length=100, verbose_name="client address"),
+                ),
+                ("connected_at", models.DateTimeField(auto_now_add=True, verbose_name="connected")),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="presences",
+                        to="thinws_channels.connection",
+                        verbose_name="connection",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="user",
+                    ),
+                ),
+                (
+                    "instance",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="presences",
+                        to="thinws_channels.serverinstance",
+                        verbose_name="server instance",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'online socket',
-                'verbose_name_plural': 'online sockets',
-                'ordering': ['-connected_at'],
+                "verbose_name": "online socket",
+                "verbose_name_plural": "online sockets",
+                "ordering": ["-connected_at"],
             },
         ),
         migrations.CreateModel(
-            name='Subscription',
+            name="Subscription",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='joined')),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='subscriptions', to='thinws_channels.connection', verbose_name='connection')),
-                ('room', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='subscriptions', to='thinws_channels.room', verbose_name='room')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="joined")),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="subscriptions",
+                        to="thinws_channels.connection",
+                        verbose_name="connection",
+                    ),
+                ),
+                (
+                    "room",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="subscriptions",
+                        to="thinws_channels.room",
+                        verbose_name="room",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'subscription',
-                'verbose_name_plural': 'subscriptions',
-                'ordering': ['id'],
-                'indexes': [models.Index(fields=['room', 'connection'], name='thinws_sub_room_idx')],
-                'constraints': [models.UniqueConstraint(fields=('connection', 'room'), name='thinws_subscription_unique')],
+                "verbose_name": "subscription",
+                "verbose_name_plural": "subscriptions",
+                "ordering": ["id"],
+                "indexes": [
+                    models.Index(fields=["room", "connection"], name="thinws_sub_room_idx")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("connection", "room"), name="thinws_subscription_unique"
+                    )
+                ],
             },
         ),
     ]
