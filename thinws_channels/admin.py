@@ -38,8 +38,7 @@ class PresenceInline(admin.TabularInline):
     model = Presence
     extra = 0
     can_delete = False
-    readonly_fields = ["socket_id", "instance", "user", "client", "connected_at"]
-    fields = readonly_fields
+    fields = readonly_fields = ("socket_id", "instance", "user", "client", "connected_at")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
