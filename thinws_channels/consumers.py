@@ -61,9 +61,14 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
             await await_many_dispatch([receive], self.dispatch)
         except StopConsumer:
             pass
+        except asyncio.CancelledError:
+            # The server cancels the task at shutdown or after application_close_timeout: the
+            # socket must not stay in the hub's rooms or online in the database. The task ends
+            # here anyway, so end it normally: daphne 4.2 gathers its applications at shutdown
+            # without return_exceptions, and the first cancelled one would cut the cleanup of
+            # the others short.
+            await self._went_away()
         finally:
-            # Also when the server cancels this task (shutdown, application_close_timeout):
-            # the socket must not stay in the hub's rooms or online in the database.
             await self._went_away()
             self._outbox.cancel()
 
@@ -242,8 +247,14 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
     async def handle_subscribe(self, envelope: Envelope) -> None:
         room_id = envelope.room_id
         assert room_id is not None and self.hub is not None
-        created = await _guard(store.subscribe(self.connection_id, room_id), "the database")
+        # Join first: when either step fails, the reply is `unavailable` and nothing is stored.
         await _guard(self.hub.join(room_id, self), "the channel layer")
+        try:
+            created = await _guard(store.subscribe(self.connection_id, room_id), "the database")
+        except Unavailable:
+            if room_id not in self.rooms:
+                await self.hub.leave(room_id, self)
+            raise
         self.rooms[room_id] = None
         self.reply(protocol.ack_frame(envelope.message_id))
         await _guard(
@@ -385,7 +396,9 @@ async def _guard(awaitable: Awaitable[Any], what: str, *, log_only: bool = False
     except ProtocolError:
         raise
     except Exception as exc:  # DatabaseError, redis errors, OSError, timeouts
-        logger.warning("%s failed: %s", what, exc, exc_info=True)
+        # One line while a dependency is down (every frame would log it); details at DEBUG.
+        logger.warning("%s failed: %r", what, exc)
+        logger.debug("%s failed", what, exc_info=True)
         if log_only:
             return None
         raise Unavailable(f"{what} could not be reached, try again later") from exc

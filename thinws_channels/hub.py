@@ -17,10 +17,11 @@ import contextlib
 import logging
 import secrets
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from channels.layers import get_channel_layer
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from . import events, protocol, store
 from .conf import conf
@@ -148,7 +149,7 @@ class Hub:
         self._tasks = []
         for group in list(self._groups):
             with contextlib.suppress(Exception):
-                await self.layer.group_discard(group, self.channel_name)
+                await self._call_layer(self.layer.group_discard, group, self.channel_name)
         self._groups.clear()
         instance_id, self.instance_id, self.channel_name = self.instance_id, None, ""
         if instance_id is not None:
@@ -196,8 +197,7 @@ class Hub:
             if key not in index and group in self._groups:
                 self._groups.discard(group)
                 try:
-                    async with self._layer_slots:
-                        await self.layer.group_discard(group, self.channel_name)
+                    await self._call_layer(self.layer.group_discard, group, self.channel_name)
                 except Exception:
                     logger.warning("could not leave group %s", group, exc_info=True)
         self._forget_lock(group)
@@ -211,8 +211,7 @@ class Hub:
             del self._group_locks[group]
 
     async def _layer_join(self, group: str) -> None:
-        async with self._layer_slots:
-            await self.layer.group_add(group, self.channel_name)
+        await self._call_layer(self.layer.group_add, group, self.channel_name)
         self._groups.add(group)
         if _is_pubsub(self.layer):
             await self._probe(group)
@@ -228,8 +227,7 @@ class Hub:
         future = asyncio.get_running_loop().create_future()
         self._probes[nonce] = future
         try:
-            async with self._layer_slots:
-                await self.layer.group_send(group, events.probe(nonce))
+            await self._call_layer(self.layer.group_send, group, events.probe(nonce))
             await asyncio.wait_for(future, conf.SUBSCRIBE_PROBE_TIMEOUT)
         except TimeoutError:
             logger.warning(
@@ -244,15 +242,30 @@ class Hub:
 
     async def publish(self, room_id: str, event: dict[str, Any]) -> None:
         """Send a room event to every process in the room's group."""
-        async with self._layer_slots:
-            await self.layer.group_send(protocol.room_group(room_id), event)
+        await self._call_layer(self.layer.group_send, protocol.room_group(room_id), event)
 
     async def tell_connection(self, kind: str, socket: LocalSocket, room_id: str) -> None:
         """Tell the other live sockets of ``socket``'s connectionID, on every instance."""
         assert socket.connection_id is not None
         event = events.connection_change(kind, socket.connection_id, room_id, socket.socket_id)
+        group = protocol.connection_group(socket.connection_id)
+        await self._call_layer(self.layer.group_send, group, event)
+
+    async def _call_layer(self, call: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """One channel-layer call: bounded in flight, and retried once on a dropped connection.
+
+        redis-py keeps idle connections in its pool and, with RESP3 (its default since 6),
+        does not test them before use: after Redis restarted, the first command on each one
+        fails with "Connection closed by server" although Redis is back. A retried
+        ``group_send`` repeats the same event, with the same server messageID, so a client
+        that got it twice can tell.
+        """
         async with self._layer_slots:
-            await self.layer.group_send(protocol.connection_group(socket.connection_id), event)
+            try:
+                await call(*args)
+            except RedisConnectionError:
+                logger.info("channel layer connection dropped; retrying once")
+                await call(*args)
 
     # Receiving -------------------------------------------------------------------------------
 
@@ -314,8 +327,7 @@ class Hub:
             await asyncio.sleep(max(0.1, interval))
             for group in list(self._groups):
                 try:
-                    async with self._layer_slots:
-                        await self.layer.group_add(group, self.channel_name)
+                    await self._call_layer(self.layer.group_add, group, self.channel_name)
                 except Exception:
                     logger.warning("could not refresh group %s", group, exc_info=True)
 
