@@ -66,7 +66,9 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
             # socket must not stay in the hub's rooms or online in the database. The task ends
             # here anyway, so end it normally: daphne 4.2 gathers its applications at shutdown
             # without return_exceptions, and the first cancelled one would cut the cleanup of
-            # the others short.
+            # the others short. If the socket is still open (a shutdown), tell the client to
+            # reconnect elsewhere now.
+            await self.close(CloseCode.GOING_AWAY)
             await self._went_away()
         finally:
             await self._went_away()
