@@ -1,9 +1,11 @@
-"""Helpers for the tests that drive the real consumer in-process (WebsocketCommunicator on the
-in-memory channel layer): test_consumer.py, test_signals.py, test_hub.py.
+"""Helpers for the tests that drive the real consumer in-process (WebsocketCommunicator):
+test_consumer.py, test_signals.py, test_hub.py.
 
-No mocks: the consumer, the hub, the store and the in-memory layer are the real ones; the
+No mocks: the consumer, the hub, the store and the channel layer are the real ones; the
 database is the test SQLite file (tests need ``transactional_db``, since the store runs in the
-ORM thread of ``database_sync_to_async``).
+ORM thread of ``database_sync_to_async``). The layer is the in-memory one of tests/settings.py,
+or one of the two channels-redis layers on the private redis-server of the ``redis_server``
+fixture, put in place with ``override_settings(CHANNEL_LAYERS=channel_layers_setting(...))``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
@@ -160,6 +162,117 @@ class Clients:
 
 def layer() -> Any:
     return get_channel_layer()
+
+
+# Channel layers ------------------------------------------------------------------------------
+
+# The layers the protocol tests run on: "memory" is tests/settings.py's InMemoryChannelLayer,
+# "pubsub" channels_redis.pubsub.RedisPubSubChannelLayer, "core" channels_redis.core's
+# RedisChannelLayer (configured as demo_project configures them).
+LAYER_KINDS = ("memory", "pubsub", "core")
+
+
+def channel_layers_setting(
+    kind: str, redis_url: str | None = None, prefix: str = "asgi"
+) -> dict[str, Any]:
+    """A CHANNEL_LAYERS setting whose "default" layer is of ``kind``.
+
+    ``prefix`` keeps the Redis layers of one test apart from everything else on the server:
+    the core layer's keys and the pub/sub layer's channels all start with it (pub/sub channels
+    are not scoped by database number, so a database of its own would not be enough).
+    """
+    if kind == "memory":
+        return {
+            "default": {
+                "BACKEND": "channels.layers.InMemoryChannelLayer",
+                "CONFIG": {"capacity": 10_000},
+            }
+        }
+    assert redis_url, f"the {kind!r} layer needs a redis URL"
+    if kind == "pubsub":
+        return {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {"hosts": [redis_url], "prefix": prefix},
+            }
+        }
+    if kind == "core":
+        return {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": [redis_url], "prefix": prefix, "capacity": 10_000},
+            }
+        }
+    raise ValueError(f"layer kind must be one of {LAYER_KINDS}, not {kind!r}")
+
+
+def layer_kind() -> str:
+    current = layer()
+    if isinstance(current, InMemoryChannelLayer):
+        return "memory"
+    from channels_redis.core import RedisChannelLayer
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    if isinstance(current, RedisPubSubChannelLayer):
+        return "pubsub"
+    if isinstance(current, RedisChannelLayer):
+        return "core"
+    raise TypeError(f"no helpers for the channel layer {current!r}")
+
+
+def _redis_client(url: str) -> Any:
+    from redis import asyncio as aioredis
+
+    return aioredis.Redis.from_url(url)  # use as "async with": closed with its pool
+
+
+async def layer_groups(*, applied: bool = False) -> set[str]:
+    """The groups that have a member on the current layer, as the layer keeps them.
+
+    memory: the layer's dict. core: the group sorted sets in Redis (``group_add`` and
+    ``group_discard`` return after Redis applied them). pubsub: the process's subscriptions in
+    the layer; with ``applied``, the group channels Redis has a subscriber for instead (Redis
+    applies a SUBSCRIBE or UNSUBSCRIBE a moment after the layer wrote it: poll for those).
+    """
+    kind, current = layer_kind(), layer()
+    if kind == "memory":
+        return set(current.groups)
+    if kind == "core":
+        start = f"{current.prefix}:group:"
+        async with _redis_client(current.hosts[0]["address"]) as client:
+            keys = await client.keys(start + "*")
+        return {key.decode()[len(start) :] for key in keys}
+    loop_layer = current._get_layer()
+    start = loop_layer._get_group_channel_name("")
+    if not applied:
+        names = set(loop_layer.groups)
+        for shard in loop_layer._shards:
+            names |= {n for n in shard._subscribed_to if n.startswith(start)}
+    else:
+        async with _redis_client(current._kwargs["hosts"][0]) as client:
+            names = {n.decode() for n in await client.pubsub_channels(start + "*")}
+    return {name[len(start) :] for name in names}
+
+
+async def assert_layer_left(group: str) -> None:
+    """The process (its hub) is out of ``group``, in its own state and on the layer."""
+    assert group not in hub()._groups
+    assert group not in await layer_groups()
+
+    async def applied() -> bool:
+        return group not in await layer_groups(applied=True)
+
+    await wait_until(applied)
+
+
+async def assert_layer_has_no_groups() -> None:
+    """Nothing of the process is left in any group (after its hub stopped)."""
+    assert await layer_groups() == set()
+
+    async def applied() -> bool:
+        return await layer_groups(applied=True) == set()
+
+    await wait_until(applied)
 
 
 def hub() -> Hub:

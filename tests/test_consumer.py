@@ -1,7 +1,10 @@
 """The whole ThinWS protocol through the real consumer, in-process.
 
-WebsocketCommunicator on the in-memory channel layer and the test database: no mocks. The wire
-contract is /work/shared/design/protocol.md (docs/protocol.md in the project).
+WebsocketCommunicator and the test database: no mocks. The wire contract is
+/work/shared/design/protocol.md (docs/protocol.md in the project). Every test that opens clients
+runs on three channel layers (ids ``[memory]``, ``[pubsub]``, ``[core]``): the in-memory layer,
+and channels_redis's RedisPubSubChannelLayer and RedisChannelLayer on the private redis-server of
+the ``redis_server`` fixture, each test under a Redis key/channel prefix of its own.
 
 Not covered here: the ``unavailable`` error (needs the database or the layer to fail, which
 cannot be produced without mocks); the integration tests cover what needs real processes.
@@ -10,6 +13,8 @@ cannot be produced without mocks); the integration tests cover what needs real p
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +22,18 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.test import override_settings
 
-from tests.consumer_kit import Client, Clients, db, hub, layer, wait_until
+from tests.consumer_kit import (
+    LAYER_KINDS,
+    Client,
+    Clients,
+    assert_layer_has_no_groups,
+    assert_layer_left,
+    channel_layers_setting,
+    db,
+    hub,
+    layer,
+    wait_until,
+)
 from thinws_channels import api
 from thinws_channels.consumers import ThinWSConsumer
 from thinws_channels.models import Connection, Presence, Room, ServerInstance, Subscription
@@ -26,15 +42,38 @@ from thinws_channels.protocol import ErrorCode, ProtocolError, room_group, stora
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
 
+@pytest.fixture(params=LAYER_KINDS)
+def layer_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The channel layer of the test: CHANNEL_LAYERS is overridden for its whole duration.
+
+    A test that does not depend on the layer pins it with ``memory_only``.
+    """
+    kind: str = request.param
+    redis_url = request.getfixturevalue("redis_server").url if kind != "memory" else None
+    prefix = f"thinws-test-{uuid.uuid4().hex[:12]}"
+    # channels' layer manager drops its layer instances on setting_changed for CHANNEL_LAYERS,
+    # on entering and on leaving: every test gets fresh layer objects.
+    with override_settings(CHANNEL_LAYERS=channel_layers_setting(kind, redis_url, prefix)):
+        yield kind
+
+
+# For tests about what the consumer does with a frame before any layer is involved.
+memory_only = pytest.mark.parametrize("layer_kind", ["memory"])
+
+
 @pytest.fixture
-async def clients():
-    await layer().flush()
+async def clients(layer_kind: str) -> AsyncIterator[Clients]:
     made = Clients()
     try:
         yield made
+        await made.close_all()
+        assert not hub().running, "the hub still runs after every socket went away"
+        await assert_layer_has_no_groups()
     finally:
         await made.close_all()
-    assert not hub().running, "the hub still runs after every socket went away"
+        # Close the Redis layers' connections of this event loop (pytest-asyncio's loop of the
+        # test) before the loop closes; the core layer also deletes its keys.
+        await layer().flush()
 
 
 def error_frame_ok(frame: dict[str, Any], code: str, message_id: Any) -> None:
@@ -163,7 +202,7 @@ async def test_disconnect_acks_then_closes_1000(clients):
     assert await a.nothing()
     # The socket left its rooms at once: the hub has no socket left and stopped.
     assert not hub().running
-    assert room_group("r") not in layer().groups
+    await assert_layer_left(room_group("r"))
 
 
 async def test_disconnect_keeps_memberships_and_goes_offline(clients):
@@ -583,6 +622,11 @@ AFTER_CONNECT = [
 ]
 
 
+# One frame each, on the in-memory layer only: which error a frame gets is decided before any
+# layer is involved. test_bad_input_in_a_row_* send them all on every layer.
+
+
+@memory_only
 @pytest.mark.parametrize(("text", "code", "message_id"), BEFORE_CONNECT)
 async def test_bad_input_before_connect(clients, text, code, message_id):
     a = await clients()
@@ -594,6 +638,7 @@ async def test_bad_input_before_connect(clients, text, code, message_id):
     assert await a.nothing()
 
 
+@memory_only
 @pytest.mark.parametrize(("text", "code", "message_id"), AFTER_CONNECT)
 async def test_bad_input_after_connect(clients, text, code, message_id):
     a = await clients("c1")
@@ -604,6 +649,38 @@ async def test_bad_input_after_connect(clients, text, code, message_id):
     ack, echo = await a.publish("r", "still here")
     assert echo["connectionID"] == "c1" and echo["messageID"] == ack["id"]
     assert await a.nothing()
+
+
+async def test_bad_input_in_a_row_before_connect(clients):
+    a = await clients()
+    for text, _, _ in BEFORE_CONNECT:
+        await a.comm.send_input({"type": "websocket.receive", "text": text})  # "" included
+    for text, code, message_id in BEFORE_CONNECT:
+        frame = await a.recv()
+        assert frame["code"] == code, (text, frame)
+        error_frame_ok(frame, code, message_id)
+    assert (await a.connect("c1"))["connectionID"] == "c1"
+    await a.subscribe("r")
+    ack, echo = await a.publish("r", "connected at last")
+    assert echo["connectionID"] == "c1" and echo["messageID"] == ack["id"]
+    assert await a.nothing()
+
+
+async def test_bad_input_in_a_row_after_connect(clients):
+    a = await clients("c1")
+    b = await clients("c2")
+    await a.subscribe("r")
+    await b.subscribe("r")
+    for text, _, _ in AFTER_CONNECT:
+        await a.send_raw(text)
+    for text, code, message_id in AFTER_CONNECT:
+        frame = await a.recv()
+        assert frame["code"] == code, (text, frame)
+        error_frame_ok(frame, code, message_id)
+    ack, echo = await a.publish("r", "still here")
+    assert echo["connectionID"] == "c1" and echo["messageID"] == ack["id"]
+    assert (await b.recv())["messageID"] == ack["id"]
+    assert await a.nothing() and await b.nothing()
 
 
 async def test_error_messages_name_the_bad_value(clients):
@@ -839,7 +916,7 @@ async def test_a_cancelled_consumer_leaves_its_rooms_and_goes_offline(clients):
     assert await db(Presence.objects.count)() == 1
     a.comm.future.cancel()
     await wait_until(lambda: not hub().running)
-    assert room_group("r") not in layer().groups
+    await assert_layer_left(room_group("r"))
     assert await db(Presence.objects.count)() == 0
     a.closed = True
 

@@ -276,10 +276,8 @@ class Hub:
                 message = await self.layer.receive(self.channel_name)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.warning(
-                    "channel layer receive failed; retrying in %.1fs", delay, exc_info=True
-                )
+            except Exception as exc:
+                logger.warning("channel layer receive failed (%r); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
