@@ -919,4 +919,3 @@ async def test_a_cancelled_consumer_leaves_its_rooms_and_goes_offline(clients):
     await assert_layer_left(room_group("r"))
     assert await db(Presence.objects.count)() == 0
     a.closed = True
-

@@ -166,6 +166,31 @@ async def test_hub_starts_with_the_first_connect_and_stops_with_the_last_socket(
     assert not hub().running
 
 
+async def test_the_hub_stops_even_when_a_task_of_its_missed_the_cancel(clients):
+    """On Python 3.11, ``asyncio.wait_for`` drops a cancel that comes as its inner future
+    finishes, and redis-py 8 writes every command through it: the core layer's ``receive`` then
+    went on blocking in BZPOPMIN, and the stop awaited it for good (the last socket's
+    ``disconnect`` was never acked, the hub's lifecycle lock never released)."""
+    a = await clients("a")
+    missed = asyncio.Event()
+
+    async def misses_one_cancel() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            missed.set()  # swallowed, as asyncio.wait_for did
+        await asyncio.sleep(3600)
+
+    task = asyncio.ensure_future(misses_one_cancel())
+    await asyncio.sleep(0)
+    hub()._tasks.append(task)
+    started = asyncio.get_running_loop().time()
+    assert await a.request("disconnect", messageID=1) == {"type": "ack", "messageID": 1}
+    assert asyncio.get_running_loop().time() - started < 1.0
+    assert missed.is_set() and task.cancelled()
+    assert not hub().running and hub()._tasks == []
+
+
 async def test_events_of_an_unknown_version_or_type_are_ignored(clients, caplog):
     a = await clients("a")
     await a.subscribe("r")

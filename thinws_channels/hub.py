@@ -37,6 +37,10 @@ logger = logging.getLogger(__name__)
 # publishing at the same moment would get ``unavailable`` without this bound.
 LAYER_CALLS_IN_FLIGHT = 64
 
+# Seconds before a subscribe probe that did not come back is published again (then doubling,
+# up to half a second), until SUBSCRIBE_PROBE_TIMEOUT.
+PROBE_RESEND_INTERVAL = 0.1
+
 
 class LocalSocket(Protocol):
     """What the hub needs of a consumer."""
@@ -52,6 +56,28 @@ class LocalSocket(Protocol):
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Hub]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until every one ended, cancelling again while one runs on.
+
+    One ``cancel()`` is not always enough: on Python 3.11, ``asyncio.wait_for`` drops a
+    cancellation that arrives just as its inner future finishes, and redis-py (8, whose default
+    ``socket_timeout`` is 5s) writes every command through it. The core layer's ``receive`` then
+    misses the cancel and blocks on in BZPOPMIN, forever, and so would this wait.
+    """
+    for task in tasks:
+        task.cancel()
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        # As before, the caller's own cancellation does not cut the stop short.
+        with contextlib.suppress(asyncio.CancelledError):
+            _, pending = await asyncio.wait(pending, timeout=0.1)
+        for task in pending:
+            task.cancel()
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieve it: the loops log their own failures
 
 
 def _is_pubsub(layer: BaseChannelLayer) -> bool:
@@ -141,11 +167,7 @@ class Hub:
         logger.info("hub started on channel %s", self.channel_name)
 
     async def _stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await _cancel_and_wait(self._tasks)
         self._tasks = []
         for group in list(self._groups):
             with contextlib.suppress(Exception):
@@ -221,15 +243,27 @@ class Hub:
 
         ``RedisPubSubChannelLayer.group_add`` returns once SUBSCRIBE is written, not when Redis
         applied it: a message published in between would be missed. A probe published to the
-        group after SUBSCRIBE is received only once the subscription is live.
+        group is received only once the subscription is live. The layer publishes on another
+        connection than it subscribes on, so Redis may run that PUBLISH before the SUBSCRIBE and
+        the probe is lost: publish it again, at growing intervals, until one comes back.
         """
+        loop = asyncio.get_running_loop()
         nonce = secrets.token_hex(8)
-        future = asyncio.get_running_loop().create_future()
+        future = loop.create_future()
         self._probes[nonce] = future
+        deadline = loop.time() + conf.SUBSCRIBE_PROBE_TIMEOUT
+        interval = PROBE_RESEND_INTERVAL
         try:
-            await self._call_layer(self.layer.group_send, group, events.probe(nonce))
-            await asyncio.wait_for(future, conf.SUBSCRIBE_PROBE_TIMEOUT)
-        except TimeoutError:
+            while True:
+                await self._call_layer(self.layer.group_send, group, events.probe(nonce))
+                remaining = deadline - loop.time()
+                if remaining > 0:
+                    await asyncio.wait({future}, timeout=min(interval, remaining))
+                if future.done():
+                    return
+                if loop.time() >= deadline:
+                    break
+                interval = min(interval * 2, 0.5)
             logger.warning(
                 "group %s: no probe came back within %ss; joining anyway",
                 group,
