@@ -161,3 +161,20 @@ async def ws() -> AsyncIterator[Callable[..., object]]:
     finally:
         for client in clients:
             await client.close()
+
+
+@pytest.fixture
+async def clients(transactional_db):
+    """Sockets to the consumer on the in-memory layer (tests/consumer_kit.py); at the end every
+    socket is closed, the hub has stopped and no group is left. test_consumer.py overrides this
+    with a version parametrized over the three channel layers."""
+    from tests.consumer_kit import Clients, hub, layer
+
+    await layer().flush()
+    made = Clients()
+    try:
+        yield made
+    finally:
+        await made.close_all()
+    assert not hub().running
+    assert layer().groups == {}

@@ -11,9 +11,7 @@ import hashlib
 import logging
 from typing import Any
 
-import pytest
-
-from tests.consumer_kit import Client, Clients, application, db, hub, layer, wait_until
+from tests.consumer_kit import Client, application, db, hub, layer, wait_until
 from thinws_channels import api, events
 from thinws_channels.consumers import ThinWSConsumer
 from thinws_channels.models import ServerInstance
@@ -24,18 +22,6 @@ from thinws_channels.protocol import connection_group, room_group
 def group_of(room_id: str) -> str:
     """The contract's group name, computed here independently of protocol.py."""
     return "thinws.room." + hashlib.sha256(room_id.encode("utf-8")).hexdigest()[:40]
-
-
-@pytest.fixture
-async def clients(transactional_db):
-    await layer().flush()
-    made = Clients()
-    try:
-        yield made
-    finally:
-        await made.close_all()
-    assert not hub().running
-    assert layer().groups == {}
 
 
 def members_of(group: str) -> list[str]:

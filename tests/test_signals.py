@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.dispatch import Signal
 
-from tests.consumer_kit import Client, Clients, db, hub, layer, wait_until
+from tests.consumer_kit import Client, db, wait_until
 from thinws_channels import signals
 from thinws_channels.consumers import ThinWSConsumer
 from thinws_channels.models import Subscription
@@ -37,17 +37,6 @@ KWARGS = {
 
 class MyConsumer(ThinWSConsumer):
     """A project's subclass: its signals have it as sender."""
-
-
-@pytest.fixture
-async def clients():
-    await layer().flush()
-    made = Clients()
-    try:
-        yield made
-    finally:
-        await made.close_all()
-    assert not hub().running
 
 
 class Recorder:
