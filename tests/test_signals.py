@@ -258,6 +258,9 @@ async def test_sender_is_the_consumer_subclass(clients, recorder):
     await recorder.wait_for("connected", 2)
     assert [k["sender"] for k in recorder.of("connected")] == [ThinWSConsumer, MyConsumer]
     assert isinstance(recorder.of("connected")[1]["consumer"], MyConsumer)
+    # The recorder's receiver is sync (a thread) and ``mine`` async: they run concurrently, so
+    # the recorder may see the signal before ``mine`` ran.
+    await wait_until(lambda: bool(only_mine))
     assert [k["connection_id"] for k in only_mine] == ["custom"]
     await plain.close()
 
