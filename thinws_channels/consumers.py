@@ -67,9 +67,8 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
             # here anyway, so end it normally: daphne 4.2 gathers its applications at shutdown
             # without return_exceptions, and the first cancelled one would cut the cleanup of
             # the others short. If the socket is still open (a shutdown), tell the client to
-            # reconnect elsewhere now.
+            # reconnect elsewhere now; ``finally`` cleans up.
             await self.close(CloseCode.GOING_AWAY)
-            await self._went_away()
         finally:
             await self._went_away()
             self._outbox.cancel()
