@@ -9,8 +9,11 @@ Environment:
     DJANGO_ALLOWED_HOSTS  comma-separated (default: localhost, 127.0.0.1, [::1])
     THINWS_INSTANCE a name shown on the demo page, to tell instances apart
     THINWS_GROUP_REFRESH_INTERVAL  seconds (default 60), see docs/configuration.md
+    THINWS_SETTINGS a JSON object merged into THINWS_CHANNELS (tests and benchmarks use it for
+                    their profiles, e.g. '{"ANONYMOUS": "open", "RATE_LIMIT": null}')
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -102,6 +105,7 @@ else:
 THINWS_CHANNELS = {
     "INSTANCE_NAME": os.environ.get("THINWS_INSTANCE", ""),
     "GROUP_REFRESH_INTERVAL": float(os.environ.get("THINWS_GROUP_REFRESH_INTERVAL", "60")),
+    **json.loads(os.environ.get("THINWS_SETTINGS") or "{}"),
 }
 
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []

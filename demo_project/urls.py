@@ -5,5 +5,6 @@ from . import views
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("token/", views.token, name="token"),
     path("admin/", admin.site.urls),
 ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -28,6 +29,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from tests import settings as test_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -251,6 +254,10 @@ def demo_env(**overrides: str) -> dict[str, str]:
     for name in ("DJANGO_SETTINGS_MODULE", "REDIS_URL", "THINWS_LAYER", "THINWS_INSTANCE"):
         env.pop(name, None)
     env["DJANGO_SETTINGS_MODULE"] = "demo_project.settings"
+    # The suite's secret key, so tests can issue tokens the servers accept.
+    env["DJANGO_SECRET_KEY"] = test_settings.SECRET_KEY
+    # The protocol tests' profile (tests/settings.py); security tests pass THINWS_SETTINGS="{}".
+    env["THINWS_SETTINGS"] = json.dumps(test_settings.PROTOCOL_TEST_PROFILE)
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     env.update(overrides)

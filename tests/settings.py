@@ -59,7 +59,15 @@ CHANNEL_LAYERS = {
     "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10_000}}
 }
 
-THINWS_CHANNELS: dict[str, object] = {}
+# The protocol tests' profile: anonymous sockets may connect without a token, and no rate limit
+# or per-address limit gets in the way of tests that send fast from one address. The secure
+# defaults are what tests/test_security.py tests (it overrides this with {}).
+PROTOCOL_TEST_PROFILE: dict[str, object] = {
+    "ANONYMOUS": "open",
+    "RATE_LIMIT": None,
+    "MAX_CONNECTIONS_PER_ADDRESS": None,
+}
+THINWS_CHANNELS: dict[str, object] = dict(PROTOCOL_TEST_PROFILE)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 STATIC_URL = "static/"

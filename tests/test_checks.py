@@ -38,7 +38,8 @@ def thinws_ids(messages: list[Any]) -> list[str]:
 
 
 def test_no_errors_for_the_test_settings():
-    assert check_settings() == []
+    # The protocol tests' profile opens the door to anonymous sockets: a warning, not an error.
+    assert ids(check_settings()) == ["thinws_channels.W003"]
     # The test settings use the in-memory layer with DEBUG off: a warning, not an error.
     assert ids(check_channel_layer()) == ["thinws_channels.W002"]
     messages = run_checks(tags=[Tags.compatibility])

@@ -34,6 +34,7 @@ from tests.consumer_kit import (
     layer,
     wait_until,
 )
+from tests.settings import PROTOCOL_TEST_PROFILE
 from thinws_channels import api
 from thinws_channels.consumers import ThinWSConsumer
 from thinws_channels.models import Connection, Presence, Room, ServerInstance, Subscription
@@ -377,7 +378,7 @@ async def test_legacy_message_key_setting_puts_every_payload_under_both_keys(cli
     old = await clients("-99")
     await a.subscribe("mixed")
     await old.subscribe("mixed")
-    with override_settings(THINWS_CHANNELS={"LEGACY_MESSAGE_KEY": True}):
+    with override_settings(THINWS_CHANNELS={**PROTOCOL_TEST_PROFILE, "LEGACY_MESSAGE_KEY": True}):
         ack, echo = await a.publish("mixed", {"k": 2})
         expected = {
             "type": "message",

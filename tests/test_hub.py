@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from tests.consumer_kit import Client, application, db, hub, layer, wait_until
+from tests.settings import PROTOCOL_TEST_PROFILE
 from thinws_channels import api, events
 from thinws_channels.consumers import ThinWSConsumer
 from thinws_channels.models import ServerInstance
@@ -484,7 +485,7 @@ async def test_outbox_flush_without_backlog_returns_at_once():
 
 async def test_membership_outlives_the_layers_group_expiry(clients, settings):
     """The layer forgets group members after ``group_expiry``; the hub re-adds itself."""
-    settings.THINWS_CHANNELS = {"GROUP_REFRESH_INTERVAL": 0.2}
+    settings.THINWS_CHANNELS = {**PROTOCOL_TEST_PROFILE, "GROUP_REFRESH_INTERVAL": 0.2}
     layer().group_expiry = 1
     try:
         a = await clients("c1")
@@ -501,7 +502,7 @@ async def test_membership_outlives_the_layers_group_expiry(clients, settings):
 async def test_without_refresh_the_layer_would_forget_the_room(clients, settings):
     """The control for the test above: with a refresh interval past the expiry, the
     membership is gone after the expiry (so the test above proves the refresh)."""
-    settings.THINWS_CHANNELS = {"GROUP_REFRESH_INTERVAL": 3600}
+    settings.THINWS_CHANNELS = {**PROTOCOL_TEST_PROFILE, "GROUP_REFRESH_INTERVAL": 3600}
     try:
         a = await clients("c1")
         await a.subscribe("r")

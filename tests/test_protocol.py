@@ -128,6 +128,7 @@ def test_error_codes_are_the_closed_set_of_the_contract():
         "not_subscribed",
         "too_large",
         "rate_limited",
+        "limit_exceeded",
         "unavailable",
         "internal",
     }

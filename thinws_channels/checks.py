@@ -7,7 +7,14 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
-from .conf import DEFAULTS
+from .conf import (
+    ANONYMOUS_CHOICES,
+    DEFAULTS,
+    INTEGER_LIMITS,
+    NUMBER_LIMITS,
+    PUBLISH_POLICIES,
+    SUBSCRIBE_POLICIES,
+)
 
 CORE_LAYER = "channels_redis.core.RedisChannelLayer"
 MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
@@ -65,6 +72,69 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                     id="thinws_channels.E005",
                 )
             )
+    errors.extend(_check_security(user))
+    return errors
+
+
+def _check_security(user: dict[str, Any]) -> list[Error | Warning]:
+    errors: list[Error | Warning] = []
+    for key, choices in (
+        ("ANONYMOUS", ANONYMOUS_CHOICES),
+        ("SUBSCRIBE_POLICY", SUBSCRIBE_POLICIES),
+        ("PUBLISH_POLICY", PUBLISH_POLICIES),
+    ):
+        if key in user and user[key] not in choices:
+            errors.append(
+                Error(
+                    f"THINWS_CHANNELS[{key!r}] is {user[key]!r}, expected one of: "
+                    f"{', '.join(repr(c) for c in choices)}.",
+                    hint="See docs/security.md.",
+                    id="thinws_channels.E006",
+                )
+            )
+    for key in INTEGER_LIMITS:
+        value = user.get(key)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
+            errors.append(
+                Error(
+                    f"THINWS_CHANNELS[{key!r}] must be a whole number above 0, or None for no "
+                    f"limit, got {value!r}.",
+                    id="thinws_channels.E007",
+                )
+            )
+    for key in (*NUMBER_LIMITS, "TOKEN_MAX_AGE"):
+        value = user.get(key)
+        if (value is not None or key == "TOKEN_MAX_AGE") and key in user:
+            if not _positive_number(value):
+                errors.append(
+                    Error(
+                        f"THINWS_CHANNELS[{key!r}] must be a number above 0"
+                        + (", or None to turn it off" if key in NUMBER_LIMITS else "")
+                        + f", got {value!r}.",
+                        id="thinws_channels.E008",
+                    )
+                )
+    header = user.get("CLIENT_ADDRESS_HEADER")
+    if header is not None and (not isinstance(header, str) or not header.strip()):
+        errors.append(
+            Error(
+                "THINWS_CHANNELS['CLIENT_ADDRESS_HEADER'] must be a header name such as "
+                f"'X-Forwarded-For', or None, got {header!r}.",
+                id="thinws_channels.E009",
+            )
+        )
+    if user.get("ANONYMOUS") == "open" and not settings.DEBUG:
+        errors.append(
+            Warning(
+                "THINWS_CHANNELS['ANONYMOUS'] is 'open': any anonymous client may connect with "
+                "any connectionID not bound to a user, and read its rooms.",
+                hint="Use 'token' (the default) and issue tokens with "
+                "thinws_channels.tokens.issue_token(); see docs/security.md.",
+                id="thinws_channels.W003",
+            )
+        )
     return errors
 
 

@@ -18,10 +18,14 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.utils import await_many_dispatch
 from django.dispatch import Signal
 
-from . import events, protocol, signals, store
+from . import events, limits, protocol, signals, store
+from .conf import conf
+from .exceptions import Forbidden
 from .hub import Hub
+from .limits import Limits
 from .outbox import Outbox
 from .protocol import CloseCode, Envelope, ErrorCode, FrameType, ProtocolError
+from .tokens import TokenClaims, read_token
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +50,18 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
         self.connection_id: str | None = None
         self.rooms: dict[str, None] = {}  # the connectionID's rooms, in the order joined
         self.hub: Hub | None = None
-        self._outbox = Outbox(send)
-        self._user: Any = None
+        self.user: Any = None  # the user the socket acts as (login or token), once connected
+        self.token: TokenClaims | None = None  # the claims of the token it connected with
+        self.limits = Limits.from_settings()
+        self.client_address = limits.client_address(scope, self.limits.client_address_header)
+        self._outbox = Outbox(
+            send, max_buffer=self.limits.max_send_buffer, on_overflow=self._too_slow
+        )
+        self._bucket = limits.TokenBucket(self.limits.rate_limit, self.limits.rate_burst)
+        self._refused_in_a_row = 0
+        self._closing = False  # a fatal close was sent: frames that follow are not answered
+        self._counted = False  # counted in limits.open_sockets
+        self._connect_timer: asyncio.TimerHandle | None = None
         self._graceful = False
         self._early_changes: list[tuple[str, str]] | None = None
         self._frame_handlers: dict[FrameType, Callable[[Envelope], Awaitable[None]]] = {
@@ -72,6 +86,7 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
         finally:
             await self._went_away()
             self._outbox.cancel()
+            self._uncount()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # AsyncConsumer.dispatch runs aclose_old_connections() in the ORM thread before every
@@ -105,6 +120,18 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
             message["reason"] = reason
         self._outbox.push(message)
 
+    async def close_fatally(self, code: int, error: dict[str, Any] | None = None) -> None:
+        """Send ``error`` (if any) and close with ``code``; answer nothing after that, and leave
+        the rooms now rather than when the server reports the socket closed."""
+        if self._closing:
+            return
+        self._closing = True
+        self._cancel_connect_timer()
+        if error is not None:
+            self.reply(error)
+        await self.close(code)
+        await self._went_away()
+
     def deliver(self, message: dict[str, Any]) -> None:
         """A room message from the hub: the frame is encoded already."""
         self._outbox.push(message)
@@ -120,8 +147,77 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         await self.accept()
+        if self._closing:  # a subclass refused the socket
+            return
+        address, limit = self.client_address, self.limits.max_connections_per_address
+        open_now = limits.open_sockets[address] = limits.open_sockets.get(address, 0) + 1
+        self._counted = True
+        if limit is not None and open_now > limit:
+            await self.close_fatally(
+                CloseCode.POLICY,
+                protocol.error_frame(
+                    ErrorCode.LIMIT_EXCEEDED,
+                    f"too many sockets from address {address!r}: {open_now} open on this "
+                    f"server, the limit is {limit}",
+                ),
+            )
+            return
+        if self.limits.connect_timeout is not None:
+            self._connect_timer = asyncio.get_running_loop().call_later(
+                self.limits.connect_timeout, self._connect_timed_out
+            )
+
+    def _connect_timed_out(self) -> None:
+        self._connect_timer = None
+        if self.connection_id is not None or self._closing:
+            return
+        error = protocol.error_frame(
+            ErrorCode.NOT_CONNECTED,
+            f"no 'connect' was acked within {self.limits.connect_timeout:g} s of opening the "
+            "socket",
+        )
+        task = asyncio.ensure_future(self.close_fatally(CloseCode.POLICY, error))
+        task.add_done_callback(_log_failure)
+
+    def _cancel_connect_timer(self) -> None:
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            left = limits.open_sockets.get(self.client_address, 1) - 1
+            if left > 0:
+                limits.open_sockets[self.client_address] = left
+            else:
+                limits.open_sockets.pop(self.client_address, None)
+
+    def _too_slow(self) -> None:
+        """The outbox holds more than MAX_SEND_BUFFER bytes for this socket: cut it off."""
+        logger.warning(
+            "socket %s (connection %r) reads too slowly: more than %s bytes waiting; closing it "
+            "with %s",
+            self.socket_id,
+            self.connection_id,
+            self.limits.max_send_buffer,
+            int(CloseCode.POLICY),
+        )
+        self._closing = True
+        self._cancel_connect_timer()
+        self._outbox.push_final({"type": "websocket.close", "code": int(CloseCode.POLICY)})
+        task = asyncio.ensure_future(self._went_away())
+        task.add_done_callback(_log_failure)
+
+    def revoke(self, reason: str) -> None:
+        """The socket's credentials were revoked (logout, password change): close with 4001."""
+        error = protocol.error_frame(ErrorCode.FORBIDDEN, reason)
+        task = asyncio.ensure_future(self.close_fatally(CloseCode.REFUSED, error))
+        task.add_done_callback(_log_failure)
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
+        if self._closing:
+            return
         text = message.get("text")
         if text is None:
             self.reply(
@@ -132,6 +228,7 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
                 )
             )
             await self.close(CloseCode.UNSUPPORTED_DATA)
+            self._closing = True
             return
         await self.receive_frame(text)
 
@@ -149,7 +246,7 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
             await self._send_signal(
                 signals.disconnected,
                 connection_id=self._was_connected,
-                user=self._user,
+                user=self.user,
                 graceful=self._graceful,
             )
 
@@ -158,9 +255,33 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
     async def receive_frame(self, text: str) -> None:
         """Answer one client frame with exactly one ack or error."""
         message_id: protocol.MessageID = None
+        limits_ = self.limits
         try:
-            frame = protocol.read_frame(protocol.decode(text))
+            if limits_.max_frame_bytes is not None:
+                protocol.check_size(text, limits_.max_frame_bytes)
+            try:
+                data, not_json = protocol.decode(text), None
+            except ProtocolError as exc:
+                data, not_json = None, exc
+            if not self._bucket.take():
+                self._refused_in_a_row += 1
+                close_after = limits_.rate_limit_close_after
+                raise ProtocolError(
+                    ErrorCode.RATE_LIMITED,
+                    f"too many frames: the limit is {limits_.rate_limit:g} per second (bursts "
+                    f"of {limits_.rate_burst}); this frame was not acted on, slow down",
+                    protocol.lenient_message_id(data),
+                    close_code=CloseCode.POLICY
+                    if close_after is not None and self._refused_in_a_row >= close_after
+                    else None,
+                )
+            self._refused_in_a_row = 0
+            if not_json is not None:
+                raise not_json
+            frame = protocol.read_frame(data)
             message_id = frame.message_id
+            if limits_.max_payload_depth is not None:
+                protocol.check_depth(data, limits_.max_payload_depth, message_id)
             if self._graceful:
                 # Frames a client sent behind ``disconnect``, before the close reached it.
                 raise ProtocolError(
@@ -182,10 +303,19 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
                     f"send 'connect' before {frame.type.value!r}",
                     message_id,
                 )
-            envelope = protocol.validate_fields(frame)
+            envelope = protocol.validate_fields(
+                frame,
+                max_connection_id_length=limits_.max_connection_id_length,
+                max_room_id_length=limits_.max_room_id_length,
+            )
             await self._frame_handlers[envelope.type](envelope)
         except ProtocolError as exc:
-            self.reply(exc.frame())
+            if exc.message_id is None:
+                exc.message_id = message_id
+            if exc.close_code is not None:
+                await self.close_fatally(exc.close_code, exc.frame())
+            else:
+                self.reply(exc.frame())
         except Unavailable as exc:
             self.reply(protocol.error_frame(ErrorCode.UNAVAILABLE, str(exc), message_id))
         except Exception:
@@ -199,8 +329,7 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
     async def handle_connect(self, envelope: Envelope) -> None:
         connection_id = envelope.connection_id
         assert connection_id is not None
-        user = self.scope.get("user")
-        self._user = user if getattr(user, "is_authenticated", False) else None
+        claims = self._authenticate(envelope)
         hub = self.hub = Hub.for_loop(self.rooms_layer_alias)
         # Listen to the connectionID's news before reading its rooms, so a subscribe made
         # meanwhile on another socket is not missed; keep that news until after the ack.
@@ -208,24 +337,37 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
         self._early_changes = []
         try:
             await _guard(hub.add_socket(self), "the channel layer")
-            rooms = await _guard(
+            stored, user = await _guard(
                 store.connect(
                     connection_id,
-                    getattr(self._user, "pk", None),
-                    self.socket_id,
-                    hub.instance_id,
-                    _client_address(self.scope),
+                    user=self._login_user(),
+                    claims=claims,
+                    socket_id=self.socket_id,
+                    instance_id=hub.instance_id,
+                    client=self.client_address,
+                    max_sockets=self.limits.max_sockets_per_connection,
                 ),
                 "the database",
             )
             self._online = True
+            self.user, self.token = user, claims
+            if user is not None:
+                await _guard(hub.add_user(self, user), "the channel layer")
+            rooms = [room for room in stored if await self._may_rejoin(room)]
             await _guard(
                 asyncio.gather(*(hub.join(room, self) for room in rooms)), "the channel layer"
             )
-        except BaseException:
+        except BaseException as exc:
             await self._leave_everything()
             self.connection_id = None
+            self.user = self.token = None
+            if isinstance(exc, ProtocolError):  # refused by the store: fatal
+                exc.message_id = envelope.message_id
+                exc.close_code = (
+                    CloseCode.REFUSED if exc.code is ErrorCode.FORBIDDEN else CloseCode.POLICY
+                )
             raise
+        self._cancel_connect_timer()
         self._was_connected = connection_id
         for room in rooms:
             self.rooms[room] = None
@@ -242,17 +384,103 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
             await self._apply_connection_change(kind, room_id)
         self._early_changes = None
         await self._send_signal(
-            signals.connected, connection_id=connection_id, user=self._user, rooms=list(self.rooms)
+            signals.connected, connection_id=connection_id, user=self.user, rooms=list(self.rooms)
         )
+
+    def _login_user(self) -> Any:
+        user = self.scope.get("user")
+        return user if getattr(user, "is_authenticated", False) else None
+
+    def _authenticate(self, envelope: Envelope) -> TokenClaims | None:
+        """The token's claims; or None for a logged-in user, or an anonymous socket that the
+        ``ANONYMOUS`` setting lets in. Raise forbidden (fatal) otherwise."""
+        assert envelope.connection_id is not None
+        try:
+            if envelope.token is not None:
+                return read_token(envelope.token, envelope.connection_id)
+            if self._login_user() is not None:
+                return None
+            policy = conf.ANONYMOUS
+            if policy == "open":
+                return None
+            if policy == "refuse":
+                raise Forbidden("this server accepts logged-in users only: log in first")
+            raise Forbidden(
+                "connecting without a login needs a token: get one from the site "
+                "(thinws_channels.tokens.issue_token) and send it in 'token'"
+            )
+        except Forbidden as exc:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                exc.message,
+                envelope.message_id,
+                close_code=CloseCode.REFUSED,
+            ) from None
+
+    async def _may_rejoin(self, room_id: str) -> bool:
+        """Whether a stored room is rejoined on ``connect``: the same rules as ``subscribe``."""
+        try:
+            await self._authorize_subscribe(room_id, None)
+        except ProtocolError:
+            return False
+        return True
+
+    async def _authorize_subscribe(self, room_id: str, message_id: protocol.MessageID) -> None:
+        refusal: str | None = None
+        if self.token is not None and not self.token.allows_room(room_id):
+            refusal = f"the token of connection {self.connection_id!r} does not allow room "
+            refusal += f"{room_id!r}"
+        elif conf.SUBSCRIBE_POLICY == "users" and self.user is None:
+            refusal = f"room {room_id!r} is for logged-in users only"
+        elif self._hooked("can_subscribe"):
+            try:
+                if not await self.can_subscribe(room_id):
+                    refusal = f"connection {self.connection_id!r} may not subscribe to room "
+                    refusal += f"{room_id!r}"
+            except Forbidden as exc:
+                refusal = exc.message
+        if refusal is not None:
+            raise ProtocolError(ErrorCode.FORBIDDEN, refusal, message_id)
+
+    def _hooked(self, name: str) -> bool:
+        """Whether a subclass overrides the hook ``name`` (the default hooks are not awaited)."""
+        return getattr(type(self), name) is not getattr(ThinWSConsumer, name)
+
+    # Hooks: override them in a subclass --------------------------------------------------------
+
+    async def can_subscribe(self, room_id: str) -> bool:
+        """May this socket join ``room_id``? Return False, or raise Forbidden with a reason.
+
+        At hand: ``self.scope``, ``self.user`` (None when anonymous), ``self.connection_id``,
+        ``self.token`` (the claims of its token, or None), ``self.rooms``. Also asked for each
+        stored room on ``connect``: a room refused then is not rejoined (it stays stored).
+        """
+        return True
+
+    async def can_publish(self, room_id: str, payload: Any) -> bool:
+        """May this socket publish ``payload`` to ``room_id`` (it is a member)? As above."""
+        return True
+
+    async def transform_payload(self, room_id: str, payload: Any) -> Any:
+        """The payload to publish instead of ``payload``: moderate, enrich or persist it here.
+
+        Raise Forbidden to refuse the message; the client gets a ``forbidden`` error and nothing
+        is published.
+        """
+        return payload
 
     async def handle_subscribe(self, envelope: Envelope) -> None:
         room_id = envelope.room_id
         assert room_id is not None and self.hub is not None
-        # Join first: when either step fails, the reply is `unavailable` and nothing is stored.
+        await self._authorize_subscribe(room_id, envelope.message_id)
+        # Join first: when either step fails, the reply is an error and nothing is stored.
         await _guard(self.hub.join(room_id, self), "the channel layer")
         try:
-            created = await _guard(store.subscribe(self.connection_id, room_id), "the database")
-        except Unavailable:
+            created = await _guard(
+                store.subscribe(self.connection_id, room_id, self.limits.max_rooms_per_connection),
+                "the database",
+            )
+        except (Unavailable, ProtocolError):
             if room_id not in self.rooms:
                 await self.hub.leave(room_id, self)
             raise
@@ -267,7 +495,7 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
             await self._send_signal(
                 signals.subscribed,
                 connection_id=self.connection_id,
-                user=self._user,
+                user=self.user,
                 room_id=room_id,
             )
 
@@ -293,13 +521,21 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
             await self._send_signal(
                 signals.unsubscribed,
                 connection_id=self.connection_id,
-                user=self._user,
+                user=self.user,
                 room_id=room_id,
             )
 
     async def handle_message(self, envelope: Envelope) -> None:
         room_id = envelope.room_id
         assert room_id is not None and self.hub is not None
+        policy = conf.PUBLISH_POLICY
+        if policy == "nobody":
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                f"clients may not publish on this server (room {room_id!r}): its rooms are "
+                "published to by the server only",
+                envelope.message_id,
+            )
         if room_id not in self.rooms:
             raise ProtocolError(
                 ErrorCode.NOT_SUBSCRIBED,
@@ -307,17 +543,33 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
                 "only members may publish to a room",
                 envelope.message_id,
             )
+        if policy == "users" and self.user is None:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                f"only logged-in users may publish to room {room_id!r}",
+                envelope.message_id,
+            )
+        payload = envelope.payload
+        if self._hooked("can_publish") or self._hooked("transform_payload"):
+            try:
+                if not await self.can_publish(room_id, payload):
+                    raise Forbidden(
+                        f"connection {self.connection_id!r} may not publish to room {room_id!r}"
+                    )
+                payload = await self.transform_payload(room_id, payload)
+            except Forbidden as exc:
+                raise ProtocolError(ErrorCode.FORBIDDEN, exc.message, envelope.message_id) from None
         message_id, event = events.room_message(
-            room_id, envelope.payload, sender=self.connection_id, legacy=envelope.legacy
+            room_id, payload, sender=self.connection_id, legacy=envelope.legacy
         )
         await _guard(self.hub.publish(room_id, event), "the channel layer")
         self.reply(protocol.ack_frame(envelope.message_id, id=message_id))
         await self._send_signal(
             signals.message_received,
             connection_id=self.connection_id,
-            user=self._user,
+            user=self.user,
             room_id=room_id,
-            payload=envelope.payload,
+            payload=payload,
             message_id=message_id,
         )
 
@@ -341,7 +593,7 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
         if self.hub is None or self.connection_id is None:
             return
         if kind == events.CONNECTION_SUBSCRIBED:
-            if room_id in self.rooms:
+            if room_id in self.rooms or not await self._may_rejoin(room_id):
                 return
             await self.hub.join(room_id, self)
             self.rooms[room_id] = None
@@ -403,13 +655,6 @@ async def _guard(awaitable: Awaitable[Any], what: str, *, log_only: bool = False
         if log_only:
             return None
         raise Unavailable(f"{what} could not be reached, try again later") from exc
-
-
-def _client_address(scope: dict[str, Any]) -> str:
-    client = scope.get("client")
-    if not client:
-        return ""
-    return f"{client[0]}:{client[1]}" if len(client) > 1 else str(client[0])
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

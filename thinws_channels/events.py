@@ -19,6 +19,7 @@ ROOM_MESSAGE = "thinws.room.message"  # a message for a room's sockets, its fram
 CONNECTION_SUBSCRIBED = "thinws.conn.subscribed"  # a connectionID joined a room
 CONNECTION_UNSUBSCRIBED = "thinws.conn.unsubscribed"  # a connectionID left a room
 PROBE = "thinws.probe"  # a process checks that its new group subscription is live
+USER_REVOKED = "thinws.user.revoked"  # a user logged out or changed their password
 
 _id_prefix = secrets.token_hex(6)
 _id_counter = itertools.count(1)
@@ -58,3 +59,19 @@ def connection_change(kind: str, connection_id: str, room_id: str, origin: str) 
 
 def probe(nonce: str) -> dict[str, Any]:
     return {"type": PROBE, "v": VERSION, "nonce": nonce}
+
+
+def user_key(user: Any) -> str:
+    """A user, or a user's primary key, as the key of its group and revocation events."""
+    return str(getattr(user, "pk", user))
+
+
+def user_revoked(user: Any, session_key: str | None, reason: str) -> dict[str, Any]:
+    """Close the live sockets of ``user``: those of one session, or all (``session_key`` None)."""
+    return {
+        "type": USER_REVOKED,
+        "v": VERSION,
+        "user": user_key(user),
+        "session": session_key,
+        "reason": reason,
+    }

@@ -52,6 +52,8 @@ class LocalSocket(Protocol):
 
     def connection_changed(self, kind: str, room_id: str) -> None: ...
 
+    def revoke(self, reason: str) -> None: ...
+
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Hub]] = (
     weakref.WeakKeyDictionary()
@@ -80,6 +82,11 @@ async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
             task.exception()  # retrieve it: the loops log their own failures
 
 
+def _session_key(socket: LocalSocket) -> str | None:
+    session = getattr(socket, "scope", {}).get("session")
+    return getattr(session, "session_key", None)
+
+
 def _is_pubsub(layer: BaseChannelLayer) -> bool:
     try:
         from channels_redis.pubsub import RedisPubSubChannelLayer
@@ -96,6 +103,7 @@ class Hub:
         self.instance_id: int | None = None
         self.rooms: dict[str, set[LocalSocket]] = {}
         self.connections: dict[str, set[LocalSocket]] = {}
+        self.users: dict[str, set[LocalSocket]] = {}  # by user key (see user_key())
         self._sockets: set[LocalSocket] = set()
         self._groups: set[str] = set()  # the groups the hub's channel is in
         self._group_locks: dict[str, asyncio.Lock] = {}
@@ -108,6 +116,7 @@ class Hub:
             events.CONNECTION_SUBSCRIBED: self._on_connection_change,
             events.CONNECTION_UNSUBSCRIBED: self._on_connection_change,
             events.PROBE: self._on_probe,
+            events.USER_REVOKED: self._on_user_revoked,
         }
 
     # Life cycle ------------------------------------------------------------------------------
@@ -138,10 +147,17 @@ class Hub:
             socket,
         )
 
+    async def add_user(self, socket: LocalSocket, user: Any) -> None:
+        """Listen for the revocation of ``user``'s credentials (logout, password change)."""
+        key = events.user_key(user)
+        await self._join(self.users, protocol.user_group(key), key, socket)
+
     async def remove_socket(self, socket: LocalSocket) -> None:
         """Take ``socket`` out of every room; stop the hub after the last socket."""
         for room_id in [r for r, members in self.rooms.items() if socket in members]:
             await self.leave(room_id, socket)
+        for key in [k for k, members in self.users.items() if socket in members]:
+            await self._leave(self.users, protocol.user_group(key), key, socket)
         if socket.connection_id is not None:
             await self._leave(
                 self.connections,
@@ -343,6 +359,12 @@ class Hub:
         for socket in self.connections.get(message["cid"], ()):
             if socket.socket_id != message["origin"]:
                 socket.connection_changed(message["type"], message["room"])
+
+    def _on_user_revoked(self, message: dict[str, Any]) -> None:
+        session = message.get("session")
+        for socket in list(self.users.get(message["user"], ())):
+            if session is None or _session_key(socket) == session:
+                socket.revoke(message["reason"])
 
     def _on_probe(self, message: dict[str, Any]) -> None:
         future = self._probes.get(message["nonce"])

@@ -28,6 +28,7 @@ MAX_SAFE_INTEGER = 2**53 - 1  # integer messageIDs: |n| < 2**53
 
 GROUP_PREFIX = "thinws.room."
 CONNECTION_GROUP_PREFIX = "thinws.conn."
+USER_GROUP_PREFIX = "thinws.user."
 
 
 class FrameType(StrEnum):
@@ -51,6 +52,7 @@ class ErrorCode(StrEnum):
     NOT_SUBSCRIBED = "not_subscribed"
     TOO_LARGE = "too_large"
     RATE_LIMITED = "rate_limited"
+    LIMIT_EXCEEDED = "limit_exceeded"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 
@@ -73,11 +75,19 @@ MessageID = str | int | None
 class ProtocolError(ValueError):
     """A client frame that cannot be accepted; becomes one ``error`` reply."""
 
-    def __init__(self, code: ErrorCode, message: str, message_id: MessageID = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        message_id: MessageID = None,
+        *,
+        close_code: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.message_id = message_id
+        self.close_code = close_code  # set when the error is fatal: the socket is then closed
 
     def frame(self) -> dict[str, Any]:
         return error_frame(self.code, self.message, self.message_id)
@@ -111,6 +121,11 @@ def decode(text: str | bytes) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise ProtocolError(ErrorCode.INVALID_JSON, f"the frame is not valid JSON: {exc}") from None
+
+
+def lenient_message_id(data: Any) -> MessageID:
+    """A decoded frame's messageID when it has a valid one, else None."""
+    return _lenient_message_id(data) if isinstance(data, dict) else None
 
 
 def _lenient_message_id(data: dict[str, Any]) -> MessageID:
@@ -209,9 +224,19 @@ def _text_field(data: dict[str, Any], name: str, max_length: int, message_id: Me
     return value
 
 
-def validate_fields(frame: Frame) -> Envelope:
-    """Check the fields the frame's type needs; ignore the ones it does not."""
+def validate_fields(
+    frame: Frame,
+    *,
+    max_connection_id_length: int = MAX_CONNECTION_ID_LENGTH,
+    max_room_id_length: int = MAX_ROOM_ID_LENGTH,
+) -> Envelope:
+    """Check the fields the frame's type needs; ignore the ones it does not.
+
+    The maximum lengths may be lowered (a server's settings), never raised past the protocol's.
+    """
     data, message_id = frame.data, frame.message_id
+    max_connection_id_length = min(max_connection_id_length, MAX_CONNECTION_ID_LENGTH)
+    max_room_id_length = min(max_room_id_length, MAX_ROOM_ID_LENGTH)
     if frame.type is FrameType.CONNECT:
         token = data.get("token")
         if token is not None and not isinstance(token, str):
@@ -220,11 +245,11 @@ def validate_fields(frame: Frame) -> Envelope:
                 f"'token' must be a string, got {_describe(token)}",
                 message_id,
             )
-        connection_id = _text_field(data, "connectionID", MAX_CONNECTION_ID_LENGTH, message_id)
+        connection_id = _text_field(data, "connectionID", max_connection_id_length, message_id)
         return Envelope(frame.type, message_id, connection_id=connection_id, token=token)
     if frame.type is FrameType.DISCONNECT:
         return Envelope(frame.type, message_id)
-    room_id = _text_field(data, "roomID", MAX_ROOM_ID_LENGTH, message_id)
+    room_id = _text_field(data, "roomID", max_room_id_length, message_id)
     if frame.type is not FrameType.MESSAGE:
         return Envelope(frame.type, message_id, room_id=room_id)
     if "payload" in data:
@@ -243,6 +268,43 @@ def validate_fields(frame: Frame) -> Envelope:
 def validate_room_id(room_id: str) -> str:
     """Check a room id by the envelope's rules (for server-side callers); raise ProtocolError."""
     return _text_field({"roomID": room_id}, "roomID", MAX_ROOM_ID_LENGTH, None)
+
+
+def check_size(text: str, max_bytes: int) -> None:
+    """Refuse a text frame over ``max_bytes`` bytes of UTF-8 with ``too_large``."""
+    if len(text) * 4 <= max_bytes:  # a character is at most 4 bytes: no need to encode
+        return
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE,
+            f"the frame has {size} bytes, the limit is {max_bytes}",
+            close_code=CloseCode.TOO_LARGE,
+        )
+
+
+def check_depth(data: Any, max_depth: int, message_id: MessageID = None) -> None:
+    """Refuse JSON nested deeper than ``max_depth`` arrays and objects with ``too_large``.
+
+    The frame object itself is depth 1, so a payload object inside it is depth 2.
+    """
+    level: list[Any] = [data]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE,
+                f"the frame is nested more than {max_depth} arrays and objects deep",
+                message_id,
+            )
+        children: list[Any] = []
+        for value in level:
+            if isinstance(value, dict):
+                children.extend(v for v in value.values() if isinstance(v, dict | list))
+            elif isinstance(value, list):
+                children.extend(v for v in value if isinstance(v, dict | list))
+        level = children
 
 
 def parse(text: str | bytes) -> Envelope:
@@ -302,6 +364,11 @@ def room_group(room_id: str) -> str:
 def connection_group(connection_id: str) -> str:
     """The group through which the live sockets of one connectionID hear of each other."""
     return CONNECTION_GROUP_PREFIX + _digest(connection_id)
+
+
+def user_group(user_key: str) -> str:
+    """The group through which a user's live sockets hear that their credentials were revoked."""
+    return USER_GROUP_PREFIX + _digest(user_key)
 
 
 def storage_key(identifier: str) -> str:
