@@ -1,10 +1,24 @@
-"""The benchmarks' settings profile: the demo's settings with quiet logging.
+"""The benchmarks' settings profile: the demo's settings with quiet logging, the open policy and
+the limits off, so that the secure defaults never distort a measurement (docs/benchmarks.md).
 
-Later releases add limits (rate, size) that this profile raises, so that the defaults never
-distort a measurement.
+The load generator connects anonymously without tokens, from one address, and floods on purpose.
 """
 
 from demo_project.settings import *  # noqa: F403
+from demo_project.settings import THINWS_CHANNELS
+
+THINWS_CHANNELS = {
+    **THINWS_CHANNELS,
+    "ANONYMOUS": "open",
+    "RATE_LIMIT": None,
+    "MAX_FRAME_BYTES": None,
+    "MAX_PAYLOAD_DEPTH": None,
+    "MAX_ROOMS_PER_CONNECTION": None,
+    "MAX_SOCKETS_PER_CONNECTION": None,
+    "MAX_CONNECTIONS_PER_ADDRESS": None,
+    "MAX_SEND_BUFFER": None,
+    "CONNECT_TIMEOUT": None,
+}
 
 DEBUG = False
 LOGGING = {
