@@ -60,12 +60,14 @@ CHANNEL_LAYERS = {
 }
 
 # The protocol tests' profile: anonymous sockets may connect without a token, and no rate limit
-# or per-address limit gets in the way of tests that send fast from one address. The secure
-# defaults are what tests/test_security.py tests (it overrides this with {}).
+# or per-address limit gets in the way of tests that send fast from one address, nor a connect
+# timeout in the way of fault tests whose sockets wait minutes for Redis. The secure defaults are
+# what tests/test_security*.py test (they override this with {}).
 PROTOCOL_TEST_PROFILE: dict[str, object] = {
     "ANONYMOUS": "open",
     "RATE_LIMIT": None,
     "MAX_CONNECTIONS_PER_ADDRESS": None,
+    "CONNECT_TIMEOUT": None,
 }
 THINWS_CHANNELS: dict[str, object] = dict(PROTOCOL_TEST_PROFILE)
 

@@ -147,8 +147,6 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         await self.accept()
-        if self._closing:  # a subclass refused the socket
-            return
         address, limit = self.client_address, self.limits.max_connections_per_address
         open_now = limits.open_sockets[address] = limits.open_sockets.get(address, 0) + 1
         self._counted = True
@@ -162,6 +160,9 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
                 ),
             )
             return
+        self._start_connect_timer()
+
+    def _start_connect_timer(self) -> None:
         if self.limits.connect_timeout is not None:
             self._connect_timer = asyncio.get_running_loop().call_later(
                 self.limits.connect_timeout, self._connect_timed_out
@@ -241,6 +242,7 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
         if self._gone:
             return
         self._gone = True
+        self._cancel_connect_timer()
         await self._leave_everything()
         if self._was_connected is not None:
             await self._send_signal(
@@ -318,6 +320,10 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
                 self.reply(exc.frame())
         except Unavailable as exc:
             self.reply(protocol.error_frame(ErrorCode.UNAVAILABLE, str(exc), message_id))
+            if self.connection_id is None and self._connect_timer is not None:
+                # The server's fault, not the client's: give a retried connect the full time.
+                self._cancel_connect_timer()
+                self._start_connect_timer()
         except Exception:
             logger.exception("internal error while handling a frame")
             self.reply(
