@@ -62,6 +62,10 @@ def flood_one(port: int, origin: str, limit: float, batch: int) -> dict[str, Any
         "acked_before_rate_limited": None,
         "rate_limited": 0,
         "other_errors": 0,
+        "first_ack_ms": None,
+        "ack_60_ms": None,
+        "last_ack_ms": None,
+        "first_rate_limited_ms": None,
         "close_code": None,
         "close_after_ms": None,
         "tcp_closed_after_ms": None,
@@ -86,12 +90,19 @@ def flood_one(port: int, origin: str, limit: float, batch: int) -> dict[str, Any
             if opcode != rawws.OP_TEXT:
                 continue
             frame = json.loads(payload)
+            now = round((time.monotonic() - started) * 1000, 1)
             if frame.get("type") == "ack":
                 stats["acked"] += 1
+                stats["last_ack_ms"] = now
+                if stats["acked"] == 1:
+                    stats["first_ack_ms"] = now
+                elif stats["acked"] == 60:
+                    stats["ack_60_ms"] = now
             elif frame.get("type") == "error":
                 if frame.get("code") == "rate_limited":
                     if stats["acked_before_rate_limited"] is None:
                         stats["acked_before_rate_limited"] = stats["acked"]
+                        stats["first_rate_limited_ms"] = now
                     stats["rate_limited"] += 1
                 else:
                     stats["other_errors"] += 1

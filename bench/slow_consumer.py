@@ -288,7 +288,7 @@ def main() -> None:
     ap.add_argument("--servers", default=",".join(SERVERS), help="comma-separated: " + ", ".join(SERVERS))
     ap.add_argument("--apps", default="demo", help="demo (demo_project.asgi, with AuthMiddlewareStack) and/or bench (bench.asgi, without)")
     ap.add_argument("--limits", default="1048576,none", help="MAX_SEND_BUFFER values; none = no limit")
-    ap.add_argument("-n", "--messages", type=int, default=20_000)
+    ap.add_argument("-n", "--messages", type=int, default=10_000)
     ap.add_argument("-s", "--size", type=int, default=1024, help="payload bytes per message")
     ap.add_argument("-W", "--window", type=int, default=50, help="un-acked messages in flight")
     ap.add_argument("--rcvbuf", type=int, default=4096, help="SO_RCVBUF of the stalled client")

@@ -46,7 +46,7 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.core import signing
 from django.test import override_settings
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, Phase, event, example, given, settings
 from hypothesis import strategies as st
 
 from tests.consumer_kit import PATH, TIMEOUT, application
@@ -67,6 +67,7 @@ settings.register_profile(
     database=None,
     deadline=None,
     print_blob=True,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     # transactional_db and caplog are function-scoped, so hypothesis would warn that they are
     # not reset between examples. Every example resets what it depends on itself: it deletes
     # the app's rows (reset_database), clears caplog, and opens a socket of its own on an event
@@ -240,13 +241,10 @@ def _valid_message_id(data: dict[str, Any]) -> tuple[bool, Any]:
     if "messageID" not in data:
         return True, None
     value = data["messageID"]
-    if isinstance(value, bool):
-        return False, None
-    if isinstance(value, int):
-        return abs(value) <= MAX_SAFE, value
-    if isinstance(value, str):
-        return 1 <= len(value) <= 64, value
-    return False, None
+    valid = (
+        isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_SAFE
+    ) or (isinstance(value, str) and 1 <= len(value) <= 64)
+    return (True, value) if valid else (False, None)
 
 
 def _valid_id(value: Any, max_length: int) -> bool:
@@ -451,6 +449,7 @@ class Session:
         self.closed_with: int | None = None
         self.echoes: dict[str, dict[str, Any]] = {}  # server id -> echo received
         self.published: dict[str, dict[str, Any]] = {}  # server id -> expected echo
+        self.outcomes: list[Expected | None] = []  # for the statistics of hypothesis
 
     async def run(self, frames: list[Text | Value | Binary]) -> None:
         await get_channel_layer().flush()
@@ -478,6 +477,7 @@ class Session:
             else:
                 await self.comm.send_input({"type": "websocket.receive", "text": text})
             outcome = self.model.predict(frame, text)
+            self.outcomes.append(outcome)
             if self.pipelined:
                 expected.append((frame, outcome))
                 continue
@@ -587,6 +587,11 @@ def run_session(
         if record.name.startswith("thinws_channels") and record.levelno >= logging.WARNING
     ]
     assert not logged, [record.getMessage() for record in logged]
+    for outcome in session.outcomes:  # shown by pytest --hypothesis-show-statistics
+        if outcome is None:
+            event("a frame after the close")
+        else:
+            event((outcome.code or "ack") + (f", close {outcome.close}" if outcome.close else ""))
     return session
 
 

@@ -1300,3 +1300,12 @@ async def test_origin_validator_with_allow_missing_false_refuses_a_handshake_wit
 @pytest.mark.parametrize("origin", [b"null", b"", b"not a url"])
 async def test_origin_validator_refuses_a_null_or_malformed_origin(origin):
     assert await handshake(OriginValidator(application), origin) is False
+
+
+async def test_connect_timeout_is_cancelled_when_the_socket_closes_first(clients):
+    with secure(CONNECT_TIMEOUT=0.3):
+        idle = await opened(clients)
+        await idle.close()
+        await asyncio.sleep(0.6)
+        # Nothing is sent on the closed socket when the timeout would have expired.
+        assert idle.comm.output_queue.empty(), idle.comm.output_queue.get_nowait()

@@ -352,8 +352,11 @@ class Hub:
         if not members:
             return
         outgoing = {"type": "websocket.send", "text": message["frame"]}
-        for socket in members:
-            socket.deliver(outgoing)
+        for socket in members:  # sockets cut off meanwhile leave the room later, in a task
+            try:
+                socket.deliver(outgoing)
+            except Exception:  # one socket's failure must not cost the others the message
+                logger.exception("delivering to socket %s failed", socket.socket_id)
 
     def _on_connection_change(self, message: dict[str, Any]) -> None:
         for socket in self.connections.get(message["cid"], ()):

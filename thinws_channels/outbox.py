@@ -35,9 +35,18 @@ def transport_buffer_probe(send: Any) -> Callable[[], int] | None:
     """For daphne's ``send``: a function that returns the bytes buffered for the socket.
 
     daphne hands each socket's application ``functools.partial(server.handle_reply, protocol)``
-    and writes frames to the protocol's Twisted transport, which buffers without bound. Any other
-    server, or a daphne that changes this, gets None (and its send's own backpressure counts).
+    and writes frames to the protocol's Twisted transport, which buffers without bound. channels'
+    session middleware (in ``AuthMiddlewareStack``) wraps that ``send`` in a bound method of an
+    object that keeps it as ``real_send``: unwrap those. Any other server, or a daphne that
+    changes this, gets None (and its send's own backpressure counts).
     """
+    for _ in range(8):  # middleware wraps send: channels' sessions keep the inner one
+        if isinstance(send, functools.partial):
+            break
+        inner = getattr(getattr(send, "__self__", None), "real_send", None)
+        if inner is None:
+            return None
+        send = inner
     if not isinstance(send, functools.partial) or not send.args:
         return None
     transport = getattr(send.args[0], "transport", None)
@@ -117,7 +126,8 @@ class Outbox:
         try:
             waiting_on = awaitable.send(None)
         except StopIteration:
-            if self._probe is not None and self._probe() > self._max_buffer:  # type: ignore[operator]
+            probe = self._probe
+            if probe is not None and probe() > self._max_buffer:  # type: ignore[operator]
                 self._overflow()
             return
         except Exception:
@@ -126,7 +136,10 @@ class Outbox:
         self._start(awaitable, waiting_on)
 
     def _overflow(self) -> None:
+        if self.overflowed:
+            return
         self.overflowed = True
+        self._probe = None  # from now on nothing is measured: only the close is still sent
         if self._backlog is not None:
             self._backlog.clear()  # the frames are dropped: the socket is cut off
             self._backlog_bytes = 0

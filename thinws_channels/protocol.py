@@ -61,7 +61,7 @@ class CloseCode(IntEnum):
     """WebSocket close codes the server uses (daphne only sends 1000 and 3000-4999)."""
 
     NORMAL = 1000  # after the ack of ``disconnect``: do not reconnect
-    MESSAGE_TOO_BIG = 1009  # sent by daphne itself for frames over 1 MiB
+    MESSAGE_TOO_BIG = 1009  # a frame over the server's limit (daphne 4.2 drops TCP instead: 1006)
     REFUSED = 4001  # connect refused or credentials revoked
     UNSUPPORTED_DATA = 4003  # a binary frame, after an ``unsupported_data`` error
     POLICY = 4008  # rate-limit abuse, slow consumer

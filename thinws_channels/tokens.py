@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -115,7 +116,8 @@ def read_token(token: str, connection_id: str) -> TokenClaims:
         raise Forbidden(f"the token was issued for another connectionID than {connection_id!r}")
     now = time.time()
     if claims["e"] <= now:
-        raise Forbidden(f"the token expired {now - claims['e']:.0f} s ago: get a new one")
+        expired = datetime.fromtimestamp(claims["e"], UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        raise Forbidden(f"the token expired at {expired}: get a new one")
     rooms = claims.get("r")
     if rooms is not None and not (
         isinstance(rooms, list) and all(isinstance(p, str) for p in rooms)
