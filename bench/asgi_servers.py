@@ -39,7 +39,13 @@ def _command(server: str, app: str, port: int) -> list[str]:
     raise ValueError(f"unknown server {server!r}: expected one of {', '.join(SERVERS)}")
 
 
-SERVERS = ("daphne", "uvicorn-websockets", "uvicorn-websockets-sansio", "uvicorn-wsproto", "hypercorn")
+SERVERS = (
+    "daphne",
+    "uvicorn-websockets",
+    "uvicorn-websockets-sansio",
+    "uvicorn-wsproto",
+    "hypercorn",
+)
 
 
 class ServerProcess:
@@ -132,7 +138,7 @@ class ServerProcess:
 
 
 class RssSampler:
-    """Samples a process's VmRSS every ``interval`` seconds in a thread; ``peak`` is the most seen."""
+    """Samples a process's VmRSS every ``interval`` seconds in a thread; ``peak``: the most."""
 
     def __init__(self, server: ServerProcess, interval: float = 0.02) -> None:
         self.server = server

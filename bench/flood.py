@@ -18,7 +18,7 @@ first flood frame the close frame and the end of the TCP connection came. Per ph
 neighbour's round trips (p50, p99, max, lost) and the server's CPU time. One JSON line per phase
 is printed and appended to ``--out`` (default ``bench/results/<date>-flood.jsonl``).
 
-    python bench/flood.py                       # about 40 s
+    python bench/flood.py                       # about 50 s
     python bench/flood.py --layer pubsub --rounds 1 --phase-seconds 5
 """
 
@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import socket
 import statistics
 import sys
 import tempfile
@@ -78,7 +77,7 @@ def flood_one(port: int, origin: str, limit: float, batch: int) -> dict[str, Any
         while not stop.is_set():
             try:
                 opcode, payload = client.frame()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except (EOFError, OSError):
                 stats["tcp_closed_after_ms"] = round((time.monotonic() - started) * 1000, 1)
@@ -121,7 +120,7 @@ def flood_one(port: int, origin: str, limit: float, batch: int) -> dict[str, Any
             break
         try:
             client.sock.sendall(frames)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             continue  # the server stopped reading for a moment (the count may be short)
         except OSError:
             break
@@ -170,24 +169,22 @@ class Neighbour:
     async def __aexit__(self, *exc: object) -> None:
         await self.ws.close()
 
-    async def ping(self, timeout: float = 5.0) -> tuple[float | None, float | None, str | None]:
+    async def ping(self, wait: float = 5.0) -> tuple[float | None, float | None, str | None]:
         """One publish: (ms to the ack, ms to its own copy of the message, error code)."""
         self.seq += 1
         seq = self.seq
         started = time.monotonic()
-        await self.ws.send(
-            json.dumps({"type": "message", "messageID": seq, "roomID": self.room,
-                        "payload": {"seq": seq}})  # fmt: skip
-        )
+        frame = {"type": "message", "messageID": seq, "roomID": self.room, "payload": {"seq": seq}}
+        await self.ws.send(json.dumps(frame))
         ack = echo = None
-        deadline = started + timeout
+        deadline = started + wait
         while ack is None or echo is None:
             left = deadline - time.monotonic()
             if left <= 0:
                 return ack, echo, "timeout"
             try:
                 frame = json.loads(await asyncio.wait_for(self.ws.recv(), left))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return ack, echo, "timeout"
             ms = (time.monotonic() - started) * 1000
             if frame.get("messageID") == seq and frame.get("type") == "error":
@@ -306,10 +303,20 @@ def main() -> None:
     ap.add_argument("--layer", default="memory", choices=["memory", "pubsub", "core"])
     ap.add_argument("--rounds", type=int, default=2, help="quiet/flood pairs")
     ap.add_argument("--phase-seconds", type=float, default=8.0)
-    ap.add_argument("--ping-rate", type=float, default=20.0, help="neighbour publishes per second (under RATE_LIMIT)")
+    ap.add_argument(
+        "--ping-rate",
+        type=float,
+        default=20.0,
+        help="neighbour publishes per second (under RATE_LIMIT)",
+    )
     ap.add_argument("--batch", type=int, default=200, help="frames per write of the flooder")
-    ap.add_argument("--settings", default='{"ANONYMOUS": "open"}', help="THINWS_SETTINGS of the server")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / f"{time.strftime('%Y-%m-%d')}-flood.jsonl"))
+    ap.add_argument(
+        "--settings", default='{"ANONYMOUS": "open"}', help="THINWS_SETTINGS of the server"
+    )
+    ap.add_argument(
+        "--out",
+        default=str(ROOT / "bench" / "results" / f"{time.strftime('%Y-%m-%d')}-flood.jsonl"),
+    )
     ap.add_argument("--keep-logs", default="", help="write the server log to this directory")
     args = ap.parse_args()  # fmt: skip
 
@@ -345,8 +352,11 @@ def main() -> None:
             row["date"] = time.strftime("%Y-%m-%d")
             row["settings"] = json.loads(args.settings)
             fh.write(json.dumps(row) + "\n")
-    print("\nphase | neighbour echo p50 / p99 / max ms | lost | server CPU | flood sockets, "
-          "acked before rate_limited, acked, refused, close, close after ms", file=sys.stderr)  # fmt: skip
+    print(
+        "\nphase | neighbour echo p50 / p99 / max ms | lost | server CPU | flood sockets, "
+        "acked before rate_limited, acked, refused, close, close after ms",
+        file=sys.stderr,
+    )
     for r in rows:
         e, f = r["neighbour"]["echo_ms"], r.get("flood")
         flood = "-"
@@ -354,8 +364,11 @@ def main() -> None:
             flood = (f"{f['sockets']}, {f['median_acked_before_rate_limited']}, "
                      f"{f['median_acked']}, {f['median_rate_limited']}, {f['close_codes']}, "
                      f"{f['median_close_after_ms']}")  # fmt: skip
-        print(f"{r['round']}/{r['phase']} | {e['p50']} / {e['p99']} / {e['max']} | "
-              f"{r['neighbour']['lost']} | {r['server_cpu_pct']} % | {flood}", file=sys.stderr)
+        print(
+            f"{r['round']}/{r['phase']} | {e['p50']} / {e['p99']} / {e['max']} | "
+            f"{r['neighbour']['lost']} | {r['server_cpu_pct']} % | {flood}",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

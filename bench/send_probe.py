@@ -43,7 +43,7 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
         t = time.monotonic()
         try:
             await asyncio.wait_for(send({"type": "websocket.send", "text": text}), STALL)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             blocked = True
             break
         longest = max(longest, time.monotonic() - t)

@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import socket
 import sys
 import tempfile
 import time
@@ -59,7 +58,9 @@ def mib(n: float) -> float:
 
 def run_probe(server: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     env = demo_env(PROBE_FRAMES=str(args.messages), PROBE_SIZE=str(args.size))
-    srv = ServerProcess(server, "bench.send_probe:application", env, workdir / f"probe-{server}.log")
+    srv = ServerProcess(
+        server, "bench.send_probe:application", env, workdir / f"probe-{server}.log"
+    )
     srv.start()
     try:
         base = srv.rss()
@@ -145,7 +146,7 @@ def drain_stalled(client: rawws.FrameReader, idle: float, limit: float) -> dict[
                 messages += 1
     except EOFError:
         eof = True
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         pass
     except OSError:  # reset
         eof = True
@@ -185,7 +186,9 @@ async def run_cutoff(
     url = f"ws://{HOST}:{srv.port}{WS_PATH}"
     opts = {"origin": srv.url_origin, "max_size": None, "compression": None, "ping_interval": None}
     try:
-        stalled = rawws.handshake(HOST, srv.port, WS_PATH, rcvbuf=args.rcvbuf, origin=srv.url_origin)
+        stalled = rawws.handshake(
+            HOST, srv.port, WS_PATH, rcvbuf=args.rcvbuf, origin=srv.url_origin
+        )
         stalled.request({"type": "connect", "messageID": 1, "connectionID": f"stalled-{run}"})
         stalled.request({"type": "subscribe", "messageID": 2, "roomID": room})
         stalled_port = stalled.sock.getsockname()[1]
@@ -215,7 +218,7 @@ async def run_cutoff(
                     frame = {"type": "message", "messageID": 10 + i, "roomID": room,
                              "payload": {"seq": i, "pad": pad}}  # fmt: skip
                     await pub_ws.send(json.dumps(frame))
-                while sum(replies.values()) < args.messages and echo.closed_with is None:
+                while sum(replies.values()) < args.messages and echo.closed_with is None:  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
                 published = time.monotonic()
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -285,22 +288,48 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--servers", default=",".join(SERVERS), help="comma-separated: " + ", ".join(SERVERS))
-    ap.add_argument("--apps", default="demo", help="demo (demo_project.asgi, with AuthMiddlewareStack) and/or bench (bench.asgi, without)")
-    ap.add_argument("--limits", default="1048576,none", help="MAX_SEND_BUFFER values; none = no limit")
+    ap.add_argument(
+        "--servers", default=",".join(SERVERS), help="comma-separated: " + ", ".join(SERVERS)
+    )
+    ap.add_argument(
+        "--apps",
+        default="demo",
+        help="demo (demo_project.asgi, AuthMiddlewareStack) and/or bench (bench.asgi, without)",
+    )
+    ap.add_argument(
+        "--limits", default="1048576,none", help="MAX_SEND_BUFFER values; none = no limit"
+    )
     ap.add_argument("-n", "--messages", type=int, default=10_000)
     ap.add_argument("-s", "--size", type=int, default=1024, help="payload bytes per message")
     ap.add_argument("-W", "--window", type=int, default=50, help="un-acked messages in flight")
     ap.add_argument("--rcvbuf", type=int, default=4096, help="SO_RCVBUF of the stalled client")
-    ap.add_argument("--settle", type=float, default=2.0, help="seconds to wait after the healthy reader is done")
+    ap.add_argument(
+        "--settle", type=float, default=2.0, help="seconds to wait after the healthy reader is done"
+    )
     ap.add_argument("--drain-timeout", type=float, default=20.0)
-    ap.add_argument("--idle", type=float, default=3.0, help="the stalled client stops reading after this many quiet seconds")
-    ap.add_argument("--keep-logs", default="", help="write the server logs to this directory (default: a temporary one)")
+    ap.add_argument(
+        "--idle",
+        type=float,
+        default=3.0,
+        help="the stalled client stops reading after this many quiet seconds",
+    )
+    ap.add_argument(
+        "--keep-logs",
+        default="",
+        help="write the server logs to this directory (default: a temporary one)",
+    )
     ap.add_argument("--no-probe", action="store_true", help="skip the send probe")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / f"{time.strftime('%Y-%m-%d')}-slow-consumer.jsonl"))
+    ap.add_argument(
+        "--out",
+        default=str(
+            ROOT / "bench" / "results" / f"{time.strftime('%Y-%m-%d')}-slow-consumer.jsonl"
+        ),
+    )
     args = ap.parse_args()  # fmt: skip
 
-    limits = [None if v.strip().lower() in ("none", "null") else int(v) for v in args.limits.split(",")]
+    limits = [
+        None if v.strip().lower() in ("none", "null") else int(v) for v in args.limits.split(",")
+    ]
     rows = []
     with tempfile.TemporaryDirectory(prefix="thinws-slow-") as tmp:
         tmp = args.keep_logs or tmp
@@ -316,7 +345,12 @@ def main() -> None:
                     else:
                         row = asyncio.run(run_cutoff(server, spec[0], spec[1], args, workdir))
                 except Exception as exc:  # one server failing must not lose the others' rows
-                    row = {"bench": "slow-consumer", "server": server, "spec": list(spec), "failed": repr(exc)}
+                    row = {
+                        "bench": "slow-consumer",
+                        "server": server,
+                        "spec": list(spec),
+                        "failed": repr(exc),
+                    }
                 row["date"] = time.strftime("%Y-%m-%d")
                 rows.append(row)
                 print(json.dumps(row), flush=True)

@@ -59,6 +59,10 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
         )
         self._bucket = limits.TokenBucket(self.limits.rate_limit, self.limits.rate_burst)
         self._refused_in_a_row = 0
+        # daphne queues every frame it reads, without bound, and hands the application that
+        # queue's ``get``: its size tells a flood that arrives faster than the consumer runs.
+        queue_size = getattr(getattr(receive, "__self__", None), "qsize", None)
+        self._queued: Callable[[], int] | None = queue_size if callable(queue_size) else None
         self._closing = False  # a fatal close was sent: frames that follow are not answered
         self._counted = False  # counted in limits.open_sockets
         self._connect_timer: asyncio.TimerHandle | None = None
@@ -219,6 +223,22 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
     async def websocket_receive(self, message: dict[str, Any]) -> None:
         if self._closing:
             return
+        if self._queued is not None and self.limits.rate_limit is not None:
+            waiting = self._queued()
+            if waiting > self.limits.rate_burst + (self.limits.rate_limit_close_after or 0):
+                # The bucket refills with time, and a flood can keep the event loop so busy
+                # reading frames that this consumer runs a few times a second: without this
+                # check it would never run dry while the server's queue grows.
+                await self.close_fatally(
+                    CloseCode.POLICY,
+                    protocol.error_frame(
+                        ErrorCode.RATE_LIMITED,
+                        f"too many frames: {waiting} are waiting to be read, the limit is "
+                        f"{self.limits.rate_limit:g} per second (bursts of "
+                        f"{self.limits.rate_burst})",
+                    ),
+                )
+                return
         text = message.get("text")
         if text is None:
             self.reply(
