@@ -28,7 +28,7 @@ from django.dispatch import Signal
 from django.test import Client as HttpClient
 from django.test import override_settings
 
-from tests.consumer_kit import PATH, Client, Clients, application, db, wait_until
+from tests.consumer_kit import PATH, Client, Clients, application, db, hub, wait_until
 from thinws_channels import api, limits, signals
 from thinws_channels.checks import check_settings
 from thinws_channels.conf import INTEGER_LIMITS, NUMBER_LIMITS
@@ -689,6 +689,23 @@ async def test_hook_raising_an_unexpected_exception_is_an_internal_error_and_the
     )
 
 
+async def test_hook_raising_on_a_stored_room_skips_that_room_and_logs_it(clients, alice, caplog):
+    """A broken hook must not lock a connectionID out: the room is not rejoined (it stays
+    stored), the error is logged, and the connect succeeds with the other rooms."""
+    plain = await clients("alice-laptop", user=alice)
+    await plain.subscribe("boom")
+    await plain.subscribe("fine")
+    await plain.close()
+    guarded = await opened(clients, GUARDED, user=alice)
+    with caplog.at_level(logging.ERROR, logger="thinws_channels"):
+        ack = await guarded.connect("alice-laptop")
+    assert ack["rooms"] == ["fine"]
+    assert any("boom" in r.getMessage() and r.exc_info for r in caplog.records), caplog.text
+    # still stored: a socket without the broken hook rejoins it
+    again = await clients("alice-laptop", user=alice)
+    assert again.connect_ack["rooms"] == ["boom", "fine"]
+
+
 # Limits ------------------------------------------------------------------------------------------
 
 
@@ -889,7 +906,7 @@ async def test_connections_per_address_are_counted_down_when_sockets_close(clien
         b = await opened(clients, user=alice, address=address)
         refused = await opened(clients, user=alice, address=address)
         await expect_address_refusal(refused, address)
-        assert limits.open_sockets[address] == 3  # the refused one, until it is closed
+        assert limits.open_sockets[address] == 2  # a refused socket stops counting at once
         await refused.close()
         await a.close()
         assert limits.open_sockets[address] == 1
@@ -977,16 +994,22 @@ async def test_rate_limited_frames_in_a_row_close_the_socket_4008(clients, alice
         assert await a.nothing()
 
 
-async def test_rate_limit_is_checked_before_frame_size(clients, alice):
-    # docs: "Order of checks on a frame: rate limit -> size (bytes) -> JSON -> ...". A client
-    # over its rate is refused before the server looks at (or parses) what it sent.
+async def test_rate_limit_is_checked_right_after_the_frame_size(clients, alice):
+    # docs/security.md: the size check comes first, then the rate check, before any other check
+    # (the frame is parsed in between, so that rate_limited can echo its messageID).
     with secure(RATE_LIMIT=0.001, RATE_BURST=1, MAX_FRAME_BYTES=1000):
         a = await opened(clients, user=alice)
-        await a.connect("alice-laptop")
+        await a.connect("alice-laptop")  # the bucket is empty from here on
+        await a.send_raw("{not json")
+        reply = await a.recv()
+        assert reply["code"] == "rate_limited" and reply["messageID"] is None, reply
+        await a.send_raw(json.dumps({"type": "no-such-type", "messageID": "m-2"}))
+        reply = await a.recv()
+        assert reply["code"] == "rate_limited" and reply["messageID"] == "m-2", reply
         await a.send_raw(frame_of_size(9, 2000))
         reply = await a.recv()
-        assert reply["code"] == "rate_limited", reply
-        assert await a.nothing()  # rate_limited is not fatal on its own
+        assert reply["code"] == "too_large", reply
+        assert await a.recv_raw() == CLOSE_TOO_LARGE
 
 
 async def test_socket_that_does_not_connect_within_connect_timeout_is_closed_4008(clients):
@@ -1006,6 +1029,15 @@ async def test_connect_timeout_does_not_fire_once_connected(clients, alice):
         await a.connect("alice-laptop")
         assert await a.nothing(within=0.9)
         await a.subscribe("r")
+
+
+async def test_connect_timeout_is_cancelled_when_the_socket_closes_first(clients):
+    with secure(CONNECT_TIMEOUT=0.3):
+        idle = await opened(clients)
+        await idle.close()
+        await asyncio.sleep(0.6)
+        # Nothing is sent on the closed socket when the timeout would have expired.
+        assert idle.comm.output_queue.empty(), idle.comm.output_queue.get_nowait()
 
 
 # Revocation --------------------------------------------------------------------------------------
@@ -1051,6 +1083,68 @@ async def test_arevoke_user_closes_every_socket_of_the_user_with_forbidden_4001(
 
 async def no_live_sockets_of(user: Any) -> bool:
     return not await db(lambda: Presence.objects.filter(user_id=user.pk).exists())()
+
+
+async def test_revoke_user_from_sync_code_closes_the_users_sockets(clients, alice, bob):
+    laptop = await clients("alice-laptop", user=alice)
+    other = await clients("bob-laptop", user=bob)
+    # As a view or a task would, with a primary key.
+    await sync_to_async(api.revoke_user)(alice.pk, reason="your account was deactivated")
+    await expect_revoked(laptop, "your account was deactivated")
+    assert await other.nothing()
+
+
+class SlowHookConsumer(ThinWSConsumer):
+    """Its can_subscribe hook waits for ``gate`` on rooms named "slow-*" (on ``subscribe``, and
+    for each stored room on ``connect``): a window in which other things happen."""
+
+    entered: asyncio.Event
+    gate: asyncio.Event
+
+    async def can_subscribe(self, room_id: str) -> bool:
+        if room_id.startswith("slow-"):
+            type(self).entered.set()
+            await type(self).gate.wait()
+        return True
+
+
+def slow_hook_app() -> Any:
+    SlowHookConsumer.entered, SlowHookConsumer.gate = asyncio.Event(), asyncio.Event()
+    return SlowHookConsumer.as_asgi()
+
+
+async def test_revocation_during_connect_leaves_the_socket_in_no_room(clients, alice, heard):
+    plain = await clients("alice-laptop", user=alice)
+    await plain.subscribe("slow-r")
+    await plain.close()
+    heard.listen(signals.connected)
+    socket = await opened(clients, slow_hook_app(), user=alice)
+    await socket.send("connect", connectionID="alice-laptop")
+    await asyncio.wait_for(SlowHookConsumer.entered.wait(), 3)
+
+    # The password changes while the socket is rejoining its rooms.
+    await api.arevoke_user(alice)
+    await expect_revoked(socket, "revoked")
+    SlowHookConsumer.gate.set()
+
+    # The connect that was in progress must not complete on the revoked socket: no ack after
+    # the close, no room joined, no ``connected`` signal.
+    assert await socket.nothing()
+    assert not hub().rooms.get("slow-r")
+    assert heard.calls == []
+
+
+async def test_revocation_during_subscribe_sends_nothing_after_the_close(clients, alice, caplog):
+    caplog.set_level(logging.CRITICAL, logger="thinws_channels")
+    socket = await opened(clients, slow_hook_app(), user=alice)
+    await socket.connect("alice-laptop")
+    await socket.send("subscribe", roomID="slow-r")
+    await asyncio.wait_for(SlowHookConsumer.entered.wait(), 3)
+    await api.arevoke_user(alice)
+    await expect_revoked(socket, "revoked")
+    SlowHookConsumer.gate.set()
+    assert await socket.nothing()
+    assert not hub().rooms.get("slow-r")
 
 
 async def test_arevoke_user_with_session_key_closes_only_that_sessions_sockets(clients, alice):
@@ -1300,12 +1394,3 @@ async def test_origin_validator_with_allow_missing_false_refuses_a_handshake_wit
 @pytest.mark.parametrize("origin", [b"null", b"", b"not a url"])
 async def test_origin_validator_refuses_a_null_or_malformed_origin(origin):
     assert await handshake(OriginValidator(application), origin) is False
-
-
-async def test_connect_timeout_is_cancelled_when_the_socket_closes_first(clients):
-    with secure(CONNECT_TIMEOUT=0.3):
-        idle = await opened(clients)
-        await idle.close()
-        await asyncio.sleep(0.6)
-        # Nothing is sent on the closed socket when the timeout would have expired.
-        assert idle.comm.output_queue.empty(), idle.comm.output_queue.get_nowait()

@@ -131,6 +131,7 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
             return
         self._closing = True
         self._cancel_connect_timer()
+        self._uncount()  # a refused socket no longer counts against its address
         if error is not None:
             self.reply(error)
         await self.close(code)
@@ -393,6 +394,14 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
                     CloseCode.REFUSED if exc.code is ErrorCode.FORBIDDEN else CloseCode.POLICY
                 )
             raise
+        if self._gone:
+            # Closed meanwhile (credentials revoked, too slow): _went_away ran before the steps
+            # above had finished; undo what they did after it, and answer nothing.
+            self.hub = hub
+            await self._leave_everything()
+            self.connection_id = None
+            self.user = self.token = None
+            return
         self._cancel_connect_timer()
         self._was_connected = connection_id
         for room in rooms:
@@ -444,10 +453,17 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
             ) from None
 
     async def _may_rejoin(self, room_id: str) -> bool:
-        """Whether a stored room is rejoined on ``connect``: the same rules as ``subscribe``."""
+        """Whether a stored room is rejoined on ``connect``: the same rules as ``subscribe``.
+
+        A hook that fails on one stored room must not lock the connectionID out: the room is
+        skipped, and the failure logged.
+        """
         try:
             await self._authorize_subscribe(room_id, None)
         except ProtocolError:
+            return False
+        except Exception:
+            logger.exception("can_subscribe failed for stored room %r; not rejoining it", room_id)
             return False
         return True
 
@@ -499,17 +515,23 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
         room_id = envelope.room_id
         assert room_id is not None and self.hub is not None
         await self._authorize_subscribe(room_id, envelope.message_id)
+        hub = self.hub
+        if hub is None:  # the socket was closed (revoked, too slow) while a hook ran
+            return
         # Join first: when either step fails, the reply is an error and nothing is stored.
-        await _guard(self.hub.join(room_id, self), "the channel layer")
+        await _guard(hub.join(room_id, self), "the channel layer")
         try:
             created = await _guard(
                 store.subscribe(self.connection_id, room_id, self.limits.max_rooms_per_connection),
                 "the database",
             )
         except (Unavailable, ProtocolError):
-            if room_id not in self.rooms:
-                await self.hub.leave(room_id, self)
+            if room_id not in self.rooms or self._gone:
+                await hub.leave(room_id, self)
             raise
+        if self._gone:  # closed meanwhile: its cleanup ran before this join
+            await hub.leave(room_id, self)
+            return
         self.rooms[room_id] = None
         self.reply(protocol.ack_frame(envelope.message_id))
         await _guard(
@@ -585,6 +607,8 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
                 payload = await self.transform_payload(room_id, payload)
             except Forbidden as exc:
                 raise ProtocolError(ErrorCode.FORBIDDEN, exc.message, envelope.message_id) from None
+        if self.hub is None:  # the socket was closed (revoked, too slow) while a hook ran
+            return
         message_id, event = events.room_message(
             room_id, payload, sender=self.connection_id, legacy=envelope.legacy
         )
@@ -621,7 +645,13 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
         if kind == events.CONNECTION_SUBSCRIBED:
             if room_id in self.rooms or not await self._may_rejoin(room_id):
                 return
-            await self.hub.join(room_id, self)
+            hub = self.hub
+            if hub is None:
+                return
+            await hub.join(room_id, self)
+            if self._gone:  # closed meanwhile: its cleanup ran before this join
+                await hub.leave(room_id, self)
+                return
             self.rooms[room_id] = None
             self.reply({"type": "subscribed", "roomID": room_id})
         else:
