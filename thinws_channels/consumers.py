@@ -364,10 +364,16 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
         self._early_changes = []
         try:
             await _guard(hub.add_socket(self), "the channel layer")
+            # Listen for the revocation of the user's credentials before checking them in the
+            # database, so that a logout or password change meanwhile is not missed.
+            login_user = self._login_user()
+            claimed_user = claims.user_id if claims is not None else getattr(login_user, "pk", None)
+            if claimed_user is not None:
+                await _guard(hub.add_user(self, claimed_user), "the channel layer")
             stored, user = await _guard(
                 store.connect(
                     connection_id,
-                    user=self._login_user(),
+                    user=login_user,
                     claims=claims,
                     socket_id=self.socket_id,
                     instance_id=hub.instance_id,
@@ -378,8 +384,6 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
             )
             self._online = True
             self.user, self.token = user, claims
-            if user is not None:
-                await _guard(hub.add_user(self, user), "the channel layer")
             rooms = [room for room in stored if await self._may_rejoin(room)]
             await _guard(
                 asyncio.gather(*(hub.join(room, self) for room in rooms)), "the channel layer"

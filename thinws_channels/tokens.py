@@ -80,7 +80,7 @@ def issue_token(
     if user is not None:
         if not getattr(user, "is_authenticated", False) or user.pk is None:
             raise ValueError(f"cannot issue a token for {user!r}: not a saved, authenticated user")
-        claims["u"] = user.pk
+        claims["u"] = user.pk if isinstance(user.pk, int) else str(user.pk)  # UUIDs as text
         digest = user_hash(user)
         if digest is not None:
             claims["h"] = digest
