@@ -41,8 +41,6 @@ pytestmark = pytest.mark.integration
 A, B = 0, 1
 # The defaults the module's cluster runs with (docs/security.md; thinws_channels/conf.py).
 MAX_FRAME_BYTES = 65536
-RATE_BURST = 60
-RATE_LIMIT_CLOSE_AFTER = 30
 DAPHNE_MAX_MESSAGE = 1024 * 1024  # daphne's own limit (--websocket_max_message_size)
 
 FORBIDDEN, RATE_LIMITED, TOO_LARGE = "forbidden", "rate_limited", "too_large"
@@ -329,9 +327,14 @@ async def test_frame_over_app_limit_gets_too_large_then_4009(secure, ws):
 
 
 async def test_flooding_socket_is_rate_limited_then_closed_4008_neighbour_unaffected(secure, ws):
-    """One socket floods the process: its frames past the burst get rate_limited (each with its
-    messageID, none acted on), the 30th refusal in a row closes it with 4008; meanwhile a
-    neighbour on the same process gets every ack and every room message, in order."""
+    """One socket floods the process: it gets rate_limited and then the fatal close 4008;
+    meanwhile a neighbour on the same process gets every ack and every room message, in order.
+
+    Which frames of the flood are acted on depends on timing: frames past the burst get
+    rate_limited, each with its messageID, and 30 refusals in a row close the socket; but when
+    more frames wait in daphne's queue than the limit could ever accept (the client writes far
+    faster than the consumer runs), the socket is closed at once, with one rate_limited error
+    whose messageID is null. Either way: replies in order, nothing after the close."""
     room = uid("room")
     flood_id, neighbour_id = uid("flooder"), uid("neighbour")
     flooder = await with_token(ws, secure.urls[A], flood_id)
@@ -365,36 +368,32 @@ async def test_flooding_socket_is_rate_limited_then_closed_4008_neighbour_unaffe
     await asyncio.gather(neighbour_publishes(), flood())
     closed = await flooder.wait_closed(CLOSE_TIMEOUT)
 
-    replies = [
+    after_subscribe = [
         f
         for f in flooder.frames
         if isinstance(f, dict)
         and f.get("type") in ("ack", "error")
-        and str(f.get("messageID")).startswith("flood-")
+        and (str(f.get("messageID")).startswith("flood-") or f.get("messageID") is None)
     ]
+    replies = [r for r in after_subscribe if r.get("messageID") is not None]
     acked = [r for r in replies if r["type"] == "ack"]
-    refused = [r for r in replies if r["type"] == "error"]
-    trailing = 0
-    for r in reversed(replies):
-        if r["type"] != "error":
-            break
-        trailing += 1
+    refused = [r for r in after_subscribe if r["type"] == "error"]
     report(
         f"flood of {sent} frames: {len(acked)} acked, {len(refused)} rate_limited "
-        f"({trailing} in a row at the end), then close {closed}; the neighbour's "
-        f"{len(round_trips)} publish round trips meanwhile: min {min(round_trips) * 1000:.1f} ms, "
-        f"max {max(round_trips) * 1000:.1f} ms"
+        f"(last: {after_subscribe[-1] if after_subscribe else None}), then close {closed}; the "
+        f"neighbour's {len(round_trips)} publish round trips meanwhile: min "
+        f"{min(round_trips) * 1000:.1f} ms, max {max(round_trips) * 1000:.1f} ms"
     )
     assert closed == CLOSE_POLICY, (closed, flooder.close_reason, flooder.frames[-3:])
-    # Every frame up to the fatal one was answered, in order, and nothing after it.
+    # Frames were answered in order, up to the fatal one, and nothing after it.
     assert [r["messageID"] for r in replies] == flood_ids[: len(replies)], replies[-5:]
     assert len(replies) < flood_size
+    assert refused, "the flood was never refused"
     assert all(r.get("code") == RATE_LIMITED for r in refused), refused[:3]
     assert all(isinstance(r.get("message"), str) and r["message"] for r in refused)
-    # The burst was served (connect and subscribe took two of its tokens), and the close came
-    # at exactly RATE_LIMIT_CLOSE_AFTER refusals in a row.
-    assert all(r["type"] == "ack" for r in replies[: RATE_BURST - 2]), replies[: RATE_BURST - 2]
-    assert trailing == RATE_LIMIT_CLOSE_AFTER, trailing
+    assert after_subscribe[-1]["type"] == "error", after_subscribe[-3:]
+    # An ack never follows a refusal with messageID null (that one is the last word).
+    assert all(r.get("messageID") is not None for r in after_subscribe[:-1]), after_subscribe
 
     # The neighbour got every message acked to either socket, each sender's in order, and none
     # of the refused ones.
