@@ -4,6 +4,9 @@ the limits off, so that the secure defaults never distort a measurement (docs/be
 The load generator connects anonymously without tokens, from one address, and floods on purpose.
 """
 
+import json
+import os
+
 from demo_project.settings import *  # noqa: F403
 from demo_project.settings import THINWS_CHANNELS
 
@@ -27,3 +30,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
 }
+
+# One run may turn a limit back on to measure its cost, e.g.
+# THINWS_BENCH_SETTINGS='{"MAX_SEND_BUFFER": 1048576}' (docs/benchmarks.md).
+THINWS_CHANNELS.update(json.loads(os.environ.get("THINWS_BENCH_SETTINGS") or "{}"))
