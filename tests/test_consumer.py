@@ -708,8 +708,9 @@ async def test_binary_frame_is_refused_and_closes_4003(clients, connected):
     assert await db(Presence.objects.count)() == 0
 
 
-async def test_frames_behind_the_disconnect_frame_are_answered_not_connected(clients, caplog):
-    """A client may pipeline frames behind ``disconnect``: one reply each, and no internal error."""
+async def test_frames_behind_the_disconnect_frame_get_no_reply(clients, caplog):
+    """A client may pipeline frames behind ``disconnect``: the socket is closing, so they are not
+    answered (as after a fatal close), nothing fails, and nothing they ask for is done."""
     a = await clients("c1")
     await a.subscribe("r")
     await a.send("disconnect", messageID=1)
@@ -720,8 +721,6 @@ async def test_frames_behind_the_disconnect_frame_are_answered_not_connected(cli
     await a.send("disconnect", messageID=6)
     assert await a.recv() == {"type": "ack", "messageID": 1}
     assert await a.recv_raw() == {"type": "websocket.close", "code": 1000}
-    for message_id in range(2, 7):
-        error_frame_ok(await a.recv(), "not_connected", message_id)
     assert await a.nothing()
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
     # the memberships were not touched

@@ -305,14 +305,6 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
             message_id = frame.message_id
             if limits_.max_payload_depth is not None:
                 protocol.check_depth(data, limits_.max_payload_depth, message_id)
-            if self._graceful:
-                # Frames a client sent behind ``disconnect``, before the close reached it.
-                raise ProtocolError(
-                    ErrorCode.NOT_CONNECTED,
-                    f"this socket sent 'disconnect' and is closing: {frame.type.value!r} needs "
-                    "a new socket",
-                    message_id,
-                )
             if frame.type is FrameType.CONNECT:
                 if self.connection_id is not None:
                     raise ProtocolError(
@@ -632,6 +624,9 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
         await self._leave_everything()
         self.reply(protocol.ack_frame(envelope.message_id))
         await self.close(CloseCode.NORMAL)
+        # As after a fatal error, frames the client sent behind ``disconnect`` get no reply: it
+        # would go to a closing socket (daphne's send raises once the close is on its way).
+        self._closing = True
 
     # What the hub tells this socket ----------------------------------------------------------
 
