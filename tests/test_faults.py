@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.servers import LAYERS, Cluster, DaphneInstance
+from tests.settings import PROTOCOL_TEST_PROFILE
 from tests.wsclient import ThinWSClient
 
 pytestmark = pytest.mark.integration
@@ -645,7 +646,12 @@ def drain_raw(raw: RawWebSocket, room: str, expected: int, timeout: float) -> tu
 @pytest.mark.parametrize("layer", LAYERS)
 async def test_a_stalled_socket_does_not_hold_up_the_room(layer, cluster_factory, ws):
     count, window, size = 1000, 32, 8 * 1024  # 8 MB in all: well past the kernel's buffers
-    cluster: Cluster = await in_thread(cluster_factory, layer=layer)
+    # Without the slow-consumer cut-off (MAX_SEND_BUFFER), to see what daphne itself does; the
+    # cut-off is tested in test_security_live.py.
+    no_cut_off = {**PROTOCOL_TEST_PROFILE, "MAX_SEND_BUFFER": None}
+    cluster: Cluster = await in_thread(
+        cluster_factory, layer=layer, extra_env={"THINWS_SETTINGS": json.dumps(no_cut_off)}
+    )
     room = uid("room")
     slow_id, fast_id, pub_id = uid("slow"), uid("fast"), uid("pub")
 
