@@ -260,6 +260,11 @@ async def test_connection_id_first_used_anonymously_is_claimed_by_a_user_only_wi
     await with_token.connect("device-1", token=issue_token("device-1", user=alice))
     assert await owner_of("device-1") == alice.pk
 
+    # The anonymous socket that held it loses it (on every instance), with 4001; the user's
+    # socket goes on.
+    await expect_revoked(anonymous, "now belongs to a user")
+    await with_token.subscribe("after-binding")
+
     # Bound now: an anonymous token for it no longer claims it.
     late = await opened(clients)
     message = await refused_connect(late, "device-1", token=issue_token("device-1"))

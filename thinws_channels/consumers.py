@@ -362,7 +362,7 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
             claimed_user = claims.user_id if claims is not None else getattr(login_user, "pk", None)
             if claimed_user is not None:
                 await _guard(hub.add_user(self, claimed_user), "the channel layer")
-            stored, user = await _guard(
+            stored, user, bound_now = await _guard(
                 store.connect(
                     connection_id,
                     user=login_user,
@@ -402,6 +402,13 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
         self._was_connected = connection_id
         for room in rooms:
             self.rooms[room] = None
+        if bound_now:
+            # The connectionID was anonymous until now: its anonymous sockets lose it.
+            await _guard(
+                hub.tell_connection(events.CONNECTION_BOUND, self, ""),
+                "the channel layer",
+                log_only=True,
+            )
         self.reply(
             protocol.ack_frame(
                 envelope.message_id,
@@ -640,6 +647,13 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
 
     async def _apply_connection_change(self, kind: str, room_id: str) -> None:
         if self.hub is None or self.connection_id is None:
+            return
+        if kind == events.CONNECTION_BOUND:
+            if self.user is None:
+                self.revoke(
+                    f"connectionID {self.connection_id!r} now belongs to a user: connect again "
+                    "with a token or a login"
+                )
             return
         if kind == events.CONNECTION_SUBSCRIBED:
             if room_id in self.rooms or not await self._may_rejoin(room_id):

@@ -18,6 +18,7 @@ VERSION = 1
 ROOM_MESSAGE = "thinws.room.message"  # a message for a room's sockets, its frame encoded once
 CONNECTION_SUBSCRIBED = "thinws.conn.subscribed"  # a connectionID joined a room
 CONNECTION_UNSUBSCRIBED = "thinws.conn.unsubscribed"  # a connectionID left a room
+CONNECTION_BOUND = "thinws.conn.bound"  # an anonymous connectionID now belongs to a user
 PROBE = "thinws.probe"  # a process checks that its new group subscription is live
 USER_REVOKED = "thinws.user.revoked"  # a user logged out or changed their password
 

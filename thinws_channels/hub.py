@@ -115,6 +115,7 @@ class Hub:
             events.ROOM_MESSAGE: self._on_room_message,
             events.CONNECTION_SUBSCRIBED: self._on_connection_change,
             events.CONNECTION_UNSUBSCRIBED: self._on_connection_change,
+            events.CONNECTION_BOUND: self._on_connection_change,
             events.PROBE: self._on_probe,
             events.USER_REVOKED: self._on_user_revoked,
         }

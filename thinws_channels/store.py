@@ -47,9 +47,10 @@ def _connect(
     instance_id: int,
     client: str,
     max_sockets: int | None,
-) -> tuple[list[str], Any]:
+) -> tuple[list[str], Any, bool]:
     """Check who may claim the connectionID, record the socket as online, and return the
-    connectionID's rooms in the order joined and the user the socket acts as.
+    connectionID's rooms in the order joined, the user the socket acts as, and whether this
+    connect bound a connectionID used anonymously until now to that user.
 
     ``user``: the logged-in user, or None. With a token (``claims``), the token decides: the
     socket acts as the token's user, or as nobody. See docs/security.md for the rules.
@@ -61,6 +62,7 @@ def _connect(
         connection = (
             Connection.objects.select_for_update().filter(key=storage_key(connection_id)).first()
         )
+        bound_now = False  # an anonymous connectionID that this connect binds to a user
         if connection is None:
             connection = Connection.objects.create(connection_id=connection_id, user_id=user_id)
         elif connection.user_id is not None and connection.user_id != user_id:
@@ -77,6 +79,7 @@ def _connect(
                 "for your user, connect with a token issued for it",
             )
         else:
+            bound_now = connection.user_id is None and user_id is not None
             connection.user_id = user_id
             connection.save(update_fields=["user", "last_seen_at"])
         if max_sockets is not None:
@@ -99,7 +102,7 @@ def _connect(
         .order_by("id")
         .values_list("room__room_id", flat=True)
     )
-    return rooms, user
+    return rooms, user, bound_now
 
 
 def _subscribe(connection_id: str, room_id: str, max_rooms: int | None) -> bool:
