@@ -100,6 +100,15 @@ async def test_connect_ack_shape(clients):
     }
 
 
+async def test_connect_ack_names_the_instance_when_instance_name_is_set(clients):
+    """The ack carries ``instance`` only when INSTANCE_NAME is set (the demo shows it)."""
+    with override_settings(THINWS_CHANNELS={**PROTOCOL_TEST_PROFILE, "INSTANCE_NAME": "web-2"}):
+        a = await clients()
+        ack = await a.ok("connect", connectionID="c-42", messageID="m-1")
+    assert ack["instance"] == "web-2"
+    assert ack["rooms"] == [] and ack["connectionID"] == "c-42"
+
+
 async def test_connect_ack_echoes_integer_message_ids_exactly(clients):
     a = await clients()
     ack = await a.ok("connect", connectionID="c", messageID=2**53 - 1)

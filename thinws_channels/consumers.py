@@ -415,6 +415,7 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
                 protocol=protocol.PROTOCOL_VERSION,
                 connectionID=connection_id,
                 rooms=list(self.rooms),
+                **self._instance_field(),
             )
         )
         while self._early_changes:
@@ -424,6 +425,12 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
         await self._send_signal(
             signals.connected, connection_id=connection_id, user=self.user, rooms=list(self.rooms)
         )
+
+    @staticmethod
+    def _instance_field() -> dict[str, str]:
+        # The connect ack names the instance when INSTANCE_NAME is set (the demo shows it).
+        name = conf.INSTANCE_NAME
+        return {"instance": name} if name else {}
 
     def _login_user(self) -> Any:
         user = self.scope.get("user")
