@@ -22,6 +22,8 @@ if __name__ == "__main__":
     os.chdir(ROOT)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_project.settings")
     port = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PORT", "8000")
+    # The demo page shows which instance its socket is on: name this one after its port.
+    os.environ.setdefault("THINWS_INSTANCE", f"port {port}")
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], check=True)
     print(f"thinws-channels demo on http://127.0.0.1:{port}/  (Ctrl+C to stop)", flush=True)
     os.execv(

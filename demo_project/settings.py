@@ -7,7 +7,8 @@ Environment:
     DATABASE_PATH   the SQLite file (default: db.sqlite3 beside manage.py)
     DJANGO_DEBUG    "1" for debug mode (default on, this is a demo)
     DJANGO_ALLOWED_HOSTS  comma-separated (default: localhost, 127.0.0.1, [::1])
-    THINWS_INSTANCE a name shown on the demo page, to tell instances apart
+    THINWS_INSTANCE a name for this process, sent in the connect ack and shown on the demo page,
+                    to tell instances apart (INSTANCE_NAME)
     THINWS_GROUP_REFRESH_INTERVAL  seconds (default 60), see docs/configuration.md
     THINWS_SETTINGS a JSON object merged into THINWS_CHANNELS (tests and benchmarks use it for
                     their profiles, e.g. '{"ANONYMOUS": "open", "RATE_LIMIT": null}')
@@ -116,6 +117,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# The demo's own CSS and JS (demo_project/static/demo/); the app's thinws.js comes from
+# thinws_channels/static/. demo_project/asgi.py serves both from these folders, no collectstatic.
+STATICFILES_DIRS = [BASE_DIR / "demo_project" / "static"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGGING = {

@@ -1,21 +1,19 @@
 import secrets
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
+from thinws_channels.conf import conf
 from thinws_channels.tokens import issue_token
 
 TOKEN_LIFETIME = 3600.0
 
 
 def index(request: HttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "index.html",
-        {"instance": settings.THINWS_CHANNELS.get("INSTANCE_NAME") or "this server"},
-    )
+    """The chat (demo_project/static/demo/chat.js). ``instance`` names the process that served
+    the page; the page's socket may land on another one, named by its connect ack."""
+    return render(request, "index.html", {"instance": conf.INSTANCE_NAME})
 
 
 @never_cache
