@@ -314,6 +314,16 @@ async def test_anonymous_policy_refuse_turns_away_anonymous_sockets(clients, ali
         await user.connect("alice-laptop")
 
 
+async def test_anonymous_policy_refuse_turns_away_tokens_that_name_no_user(clients, alice):
+    with secure(ANONYMOUS="refuse"):
+        anonymous = await opened(clients)
+        message = await refused_connect(anonymous, "device-1", token=issue_token("device-1"))
+        assert "the token names no user" in message
+        named = await opened(clients)
+        ack = await named.connect("alice-phone", token=issue_token("alice-phone", user=alice))
+        assert ack["connectionID"] == "alice-phone"
+
+
 async def test_anonymous_policy_open_lets_anonymous_sockets_claim_unbound_ids(clients):
     with secure(ANONYMOUS="open"):
         anonymous = await opened(clients)

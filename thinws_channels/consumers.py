@@ -442,7 +442,12 @@ class ThinWSConsumer(AsyncJsonWebsocketConsumer):
         assert envelope.connection_id is not None
         try:
             if envelope.token is not None:
-                return read_token(envelope.token, envelope.connection_id)
+                claims = read_token(envelope.token, envelope.connection_id)
+                if claims.user_id is None and conf.ANONYMOUS == "refuse":
+                    raise Forbidden(
+                        "this server accepts logged-in users only: the token names no user"
+                    )
+                return claims
             if self._login_user() is not None:
                 return None
             policy = conf.ANONYMOUS

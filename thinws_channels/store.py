@@ -87,7 +87,8 @@ def _connect(
             if live >= max_sockets:
                 raise _refuse(
                     ErrorCode.LIMIT_EXCEEDED,
-                    f"connectionID {connection_id!r} has {live} live sockets, the limit is "
+                    f"connectionID {connection_id!r} has {live} live "
+                    f"{'socket' if live == 1 else 'sockets'}, the limit is "
                     f"{max_sockets}",
                 )
         Presence.objects.create(
