@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.servers import ROOT, free_port
+from tests.servers import ROOT, demo_env, free_port
 from tests.test_client import WAIT, uid
 
 CLI = (sys.executable, "-m", "thinws_channels.client")
@@ -114,3 +114,37 @@ async def test_listen_send_and_a_refused_call(cluster_factory):
     code, _, err = await run_cli(cluster.urls[0], uid("cli"), "--send", uid("room"), "1")
     assert code == 1
     assert "error: not_subscribed: connection" in err
+
+
+@pytest.mark.integration
+async def test_token_from_manage_py_lets_the_cli_connect_under_the_secure_defaults(
+    cluster_factory,
+):
+    """The README's path for scripts: ``--token "$(python manage.py thinws_token ID)"``."""
+    cluster = cluster_factory(size=1, extra_env={"THINWS_SETTINGS": "{}"})
+    connection_id, room = uid("cli-bot"), uid("room")
+    env = demo_env(THINWS_SETTINGS="{}")
+    made = await asyncio.create_subprocess_exec(
+        sys.executable, "manage.py", "thinws_token", connection_id, "--room", "room-*",
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(WAIT):
+        out, err = await made.communicate()
+    assert made.returncode == 0, err.decode()
+    token = out.decode().strip()
+
+    code, _, err_text = await run_cli(cluster.urls[0], connection_id, "--subscribe", room)
+    assert code == 1
+    # the refusal is said once, with the server's reason
+    assert err_text.count("connecting without a login needs a token") == 1, err_text
+
+    code, _, err_text = await run_cli(
+        cluster.urls[0], connection_id, "--token", token, "--subscribe", room
+    )
+    assert code == 0, err_text
+    assert f"subscribed to {room!r}" in err_text
+    # the token's room patterns hold: another room is refused
+    code, _, err_text = await run_cli(
+        cluster.urls[0], connection_id, "--token", token, "--subscribe", "staff"
+    )
+    assert code == 1 and "error: forbidden" in err_text, err_text

@@ -115,7 +115,7 @@ def test_dts_declares_every_option_and_event():
     assert {"token", "WebSocket", "queueLimit"} <= options
     assert dts_members("export interface ThinWSOptions {") == options
     events = js_list("EVENTS")
-    assert {"open", "close", "reconnecting", "message", "error", "state"} == events
+    assert {"open", "close", "reconnecting", "message", "error", "state", "rooms"} == events
     assert dts_members("export interface ThinWSEvents {") == events
 
 

@@ -54,6 +54,54 @@ test("connect ack; a new client with the same connectionID gets its rooms back",
   assert.deepEqual(b.rooms, [r2]);
 });
 
+/** Every "rooms" event of `client`: its argument, and client.rooms as the listener saw it. */
+function roomsLog(client) {
+  const log = [];
+  client.on("rooms", (rooms) => log.push({ rooms, now: client.rooms }));
+  return log;
+}
+
+test("the 'rooms' event: each connect ack, and each change by this or another socket of the connectionID", async (t) => {
+  const cid = uid("js-rooms-event");
+  const room = uid("room");
+  const a = makeClient(t, urls[0], cid); // two sockets of one connectionID, on two instances
+  const b = makeClient(t, urls[1], cid);
+  const [logA, logB] = [roomsLog(a), roomsLog(b)];
+  await Promise.all([once(a, "open"), once(b, "open")]);
+  assert.deepEqual(logA, [{ rooms: [], now: [] }]); // the connect ack, even with no rooms
+  assert.deepEqual(logB, [{ rooms: [], now: [] }]);
+
+  // b joins: b's event comes before its Promise resolves, a's with the server's notice.
+  const added = once(a, "rooms", (rooms) => rooms.includes(room));
+  await b.subscribe(room);
+  assert.deepEqual(logB.at(-1), { rooms: [room], now: [room] });
+  assert.deepEqual(await added, [room]);
+  assert.deepEqual(a.rooms, [room]);
+  logB[1].rooms.push("not mine"); // the event's array is a copy
+  assert.deepEqual(b.rooms, [room]);
+  await b.subscribe(room); // already in it: no change, no event
+  assert.equal(logB.length, 2);
+
+  // A third socket connecting now gets its rooms in an event before "open".
+  const c = makeClient(t, urls[0], cid);
+  const order = [];
+  c.on("rooms", (rooms) => order.push(["rooms", rooms]));
+  c.on("open", (ack) => order.push(["open", ack.rooms]));
+  await until(() => order.length === 2, "the rooms and open events of the third socket");
+  assert.deepEqual(order, [["rooms", [room]], ["open", [room]]]);
+  c.close();
+
+  // b leaves: both see the room go.
+  const removed = once(a, "rooms", (rooms) => !rooms.includes(room));
+  await b.unsubscribe(room);
+  assert.deepEqual(logB.at(-1), { rooms: [], now: [] });
+  assert.deepEqual(await removed, []);
+  await rejectsWith(b.unsubscribe(room), "not_subscribed"); // refused: no event
+  // Every event of a and b, in order: nothing more (a duplicate "subscribed" notice changes nothing).
+  assert.deepEqual(logB.map((e) => e.now), [[], [room], []]);
+  assert.deepEqual(logA, [{ rooms: [], now: [] }, { rooms: [room], now: [room] }, { rooms: [], now: [] }]);
+});
+
 test("send resolves with the ack carrying the server id; another client gets the message", async (t) => {
   const room = uid("room");
   const sender = makeClient(t, urls[0], uid("js-sender"));
@@ -183,6 +231,7 @@ test("requestTimeout: no reply from a paused server rejects 'timeout'; a late ac
   const room = uid("room");
   const client = makeClient(t, urls[1], uid("js-timeout"), { requestTimeout: 300 });
   await once(client, "open");
+  const roomsEvents = collect(client, "rooms");
   process.kill(pids[1], "SIGSTOP"); // the server process stops answering (tests/test_js_client.py also resumes it)
   try {
     const error = await rejectsWith(client.subscribe(room), "timeout");
@@ -192,6 +241,7 @@ test("requestTimeout: no reply from a paused server rejects 'timeout'; a late ac
     process.kill(pids[1], "SIGCONT");
   }
   await until(() => client.rooms.includes(room), "the late subscribe ack");
+  assert.deepEqual(roomsEvents, [[room]]); // announced too
   assert.equal(client.state, "open");
 });
 

@@ -115,8 +115,9 @@ def _status(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _watch(client: ThinWSClient) -> None:
-    """Status lines for what happens to the connection while the command runs."""
+def _watch(client: ThinWSClient, reported: list[str]) -> None:
+    """Status lines for what happens to the connection while the command runs; the server's
+    errors are added to ``reported``, so that the one that ends the command is not said twice."""
 
     def opened(ack: dict[str, Any]) -> None:
         where = f" (instance {client.instance})" if client.instance else ""
@@ -129,7 +130,12 @@ def _watch(client: ThinWSClient) -> None:
 
     client.on("open", opened)
     client.on("close", closed)
-    client.on("error", lambda error: _status(f"server error: {error}"))
+
+    def failed(error: ThinWSError) -> None:
+        reported.append(str(error))
+        _status(f"server error: {error}")
+
+    client.on("error", failed)
 
 
 async def _run(args: argparse.Namespace, sends: list[tuple[str, Any]]) -> int:
@@ -141,7 +147,8 @@ async def _run(args: argparse.Namespace, sends: list[tuple[str, Any]]) -> int:
         request_timeout=args.timeout,
         give_up_after=args.give_up_after or None,
     )
-    _watch(client)
+    reported: list[str] = []
+    _watch(client, reported)
     try:
         await client.connect()
         for room in args.subscribe:
@@ -163,7 +170,8 @@ async def _run(args: argparse.Namespace, sends: list[tuple[str, Any]]) -> int:
                     break
         await client.disconnect()
     except ThinWSError as exc:
-        _status(f"error: {exc}")
+        if str(exc) not in reported:
+            _status(f"error: {exc}")
         return 1
     finally:
         await client.close()

@@ -168,7 +168,8 @@
     ui.rooms.replaceChildren(...items);
   }
 
-  // The room list changed under us (a connect ack, another tab joining or leaving).
+  // The room list changed (the client's "rooms" event): a connect ack, a join or leave of this
+  // tab or of another tab of this connection. Safe at any time: it reads only client.rooms.
   function roomsChanged() {
     if (!rooms().includes(active)) active = rooms()[0] || null;
     renderRooms();
@@ -378,22 +379,15 @@
     }
     if (ack.reconnected) notice("Reconnected to instance " + (client.instance || "?") + ".");
     renderState();
+    // The "rooms" event of this connect ack came just before and rendered the rooms.
     if (firstOpen && !client.rooms.length) joinRoom(DEFAULT_ROOM);
-    else roomsChanged();
     firstOpen = false;
   }
 
   function connect(grant) {
     let first = grant.token; // the first connect uses it, reconnects fetch a fresh one
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    // The positional onMessage gets every frame's raw text (the 1.0.x API): it is used here only
-    // to notice "subscribed"/"unsubscribed", sent when another tab of this connection joins or
-    // leaves a room. The client updates client.rooms right after this call.
-    const onFrame = (text) => {
-      const type = JSON.parse(text).type;
-      if (type === "subscribed" || type === "unsubscribed") setTimeout(roomsChanged, 0);
-    };
-    client = new ThinWSClient(scheme + location.host + "/ws/thinws/", grant.connectionID, onFrame, null, {
+    client = new ThinWSClient(scheme + location.host + "/ws/thinws/", grant.connectionID, {
       token: () => {
         const token = first;
         first = null;
@@ -401,6 +395,9 @@
       },
     });
     ui.cid.textContent = client.connectionID;
+    // Every connect ack (before "open"), our own joins and leaves, and those of other tabs of
+    // this connection (the server's "subscribed"/"unsubscribed" notices).
+    client.on("rooms", roomsChanged);
     client.on("open", onOpen);
     client.on("message", onRoomMessage);
     client.on("state", renderState);

@@ -122,6 +122,9 @@ export interface ThinWSEvents {
   message: MessageFrame;
   error: ThinWSError;
   state: ClientState;
+  /** A copy of the new `rooms`: after every connect ack (before "open"), and whenever the list
+   * changes (a subscribe/unsubscribe ack, another socket of the connectionID joining or leaving). */
+  rooms: string[];
 }
 
 /** A Promise of the ack of send(), which also carries the frame's messageID at once. */

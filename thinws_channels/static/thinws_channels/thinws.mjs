@@ -17,7 +17,7 @@ const DEFAULTS = {
 // The server closes a socket that sends about 90 frames at once (a burst of 60, then 30 refused
 // frames): a flushed queue plus `connect` stays well below, with room for the app's next calls.
 const MAX_QUEUE_LIMIT = 50;
-const EVENTS = ["open", "close", "reconnecting", "message", "error", "state"];
+const EVENTS = ["open", "close", "reconnecting", "message", "error", "state", "rooms"];
 // Errors with "messageID": null that answer no frame: the server closes the socket right after.
 const UNSOLICITED = ["forbidden", "limit_exceeded", "not_connected"];
 const SEEN_LIMIT = 1000; // how many server message ids are remembered to drop duplicates
@@ -343,11 +343,17 @@ class ThinWSClient {
         if (this._seen.size > SEEN_LIMIT) this._seen.delete(this._seen.values().next().value);
       }
       this._emit("message", frame);
-    } else if (frame.type === "subscribed" && !this._rooms.includes(frame.roomID)) {
-      this._rooms.push(frame.roomID); // another socket of this connectionID joined a room
-    } else if (frame.type === "unsubscribed") {
-      this._rooms = this._rooms.filter((r) => r !== frame.roomID);
+    } else if (frame.type === "subscribed" || frame.type === "unsubscribed") {
+      // Another socket of this connectionID joined or left a room (this socket did too).
+      this._updateRooms(frame.roomID, frame.type === "subscribed");
     }
+  }
+
+  /** Adds (`joined`) or removes `roomID` in `rooms`; emits "rooms" when the list changed. */
+  _updateRooms(roomID, joined) {
+    if (this._rooms.includes(roomID) === joined) return;
+    this._rooms = joined ? this._rooms.concat([roomID]) : this._rooms.filter((r) => r !== roomID);
+    this._emit("rooms", this.rooms);
   }
 
   _reply(frame) {
@@ -371,8 +377,9 @@ class ThinWSClient {
     }
     this._pending.delete(id);
     clearTimeout(call.timer);
-    if (!isError && call.type === "subscribe" && !this._rooms.includes(call.roomID)) this._rooms.push(call.roomID);
-    if (!isError && call.type === "unsubscribe") this._rooms = this._rooms.filter((r) => r !== call.roomID);
+    if (!isError && (call.type === "subscribe" || call.type === "unsubscribe")) {
+      this._updateRooms(call.roomID, call.type === "subscribe"); // before the Promise settles
+    }
     if (call.done) {
       if (isError) this._emit("error", error); // the call had timed out already
     } else {
@@ -407,6 +414,7 @@ class ThinWSClient {
     this._queue = [];
     queue.forEach((call) => this._transmit(call));
     this._emit("state", "open");
+    this._emit("rooms", this.rooms); // after every connect ack, changed or not
     this._emit("open", Object.assign({}, frame, { reconnected }));
     if (this._legacyOpen && this._state === "open") safeCall(this._legacyOpen, undefined, "onOpen");
   }
