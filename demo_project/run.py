@@ -18,7 +18,8 @@ sys.path.insert(0, str(ROOT))
 from demo_project.bootstrap import reexec_in_venv  # noqa: E402
 
 if __name__ == "__main__":
-    reexec_in_venv(__file__)
+    # The demo needs the app and the command-line client (the `client` extra), not the test tools.
+    reexec_in_venv(__file__, extra="client")
     os.chdir(ROOT)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_project.settings")
     port = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PORT", "8000")
