@@ -23,10 +23,6 @@ except in CI (env CI=true), where a missing binary fails the test with a clear m
 
 from __future__ import annotations
 
-import os
-
-import pytest
-
 from demo_project.deployment import (
     HAProxyProxy,
     NginxProxy,
@@ -34,6 +30,7 @@ from demo_project.deployment import (
     find_haproxy,
     find_nginx,
 )
+from tests.requires import missing
 
 __all__ = [
     "HAProxyProxy",
@@ -50,9 +47,7 @@ def _require(find) -> str:  # type: ignore[no-untyped-def]
     try:
         return str(find())
     except ProxyError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{exc} (CI must install it: .ci/run)", pytrace=False)
-        pytest.skip(str(exc))
+        missing(str(exc))
 
 
 def require_nginx() -> str:
