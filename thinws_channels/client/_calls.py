@@ -23,6 +23,7 @@ IDEMPOTENT = ("subscribe", "unsubscribe")
 @dataclass(eq=False)
 class Call:
     frame: Frame  # gets a fresh "messageID" each time it is written
+    text: str  # the frame as JSON, without its messageID: encoded once, when the call is made
     future: asyncio.Future[Frame]
     timer: asyncio.TimerHandle | None = None
     resent: bool = False  # written again after its first socket dropped
@@ -40,7 +41,8 @@ class Calls:
         return next(self._ids)
 
     def new(self, frame: Frame) -> Call:
-        return Call(frame, asyncio.get_running_loop().create_future())
+        """A call for ``frame`` (ValueError naming the payload when it is not JSON)."""
+        return Call(frame, encode(frame), asyncio.get_running_loop().create_future())
 
     def enqueue(self, call: Call) -> None:
         if len(self.queue) >= self.queue_limit:
@@ -60,7 +62,8 @@ class Calls:
             self.request_timeout, self._expire, message_id
         )
         with contextlib.suppress(ConnectionClosed):
-            await ws.send(encode(call.frame))
+            # '{"type":...}' -> '{"messageID":7,"type":...}' (the frame always has its type)
+            await ws.send(f'{{"messageID":{message_id},{call.text[1:]}')
 
     async def flush(self, ws: ClientConnection) -> None:
         """Send the queued calls in order; calls made meanwhile join the end of the queue."""

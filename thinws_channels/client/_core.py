@@ -200,12 +200,11 @@ class ThinWSClient(Engine):
             yield message
 
     async def _call(self, frame: Frame) -> Frame:
-        encode(frame)  # a payload that is not JSON fails here, with a ValueError
+        call = self._calls.new(frame)  # a payload that is not JSON fails here, with a ValueError
         if self._state == "closed":
             raise self._stop_error or ThinWSClosed("the client is closed")
         if self._state == "idle":
             raise ThinWSError("not_connected", "call connect() first (or use 'async with')")
-        call = self._calls.new(frame)
         if self._state != "open" or self._ws is None:
             self._calls.enqueue(call)
             return await call.future
