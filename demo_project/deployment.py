@@ -36,6 +36,7 @@ from tests.servers import (
     HOST,
     START_TIMEOUT,
     WS_PATH,
+    LoopbackProcess,
     ServerError,
     free_port,
     port_open,
@@ -264,7 +265,7 @@ def find_haproxy() -> str:
     return _find("haproxy", "haproxy")
 
 
-class _Proxy:
+class _Proxy(LoopbackProcess):
     """A proxy process on ``127.0.0.1:port`` in front of daphne processes on loopback ports."""
 
     name = "proxy"
@@ -291,14 +292,6 @@ class _Proxy:
     @property
     def ws_url(self) -> str:
         return f"ws://{HOST}:{self.port}{WS_PATH}"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     # what subclasses define ------------------------------------------------------------------
     def write_config(self) -> None:

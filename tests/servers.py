@@ -135,7 +135,22 @@ def redis_ping(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
         return False
 
 
-class RedisServer:
+class LoopbackProcess:
+    """What the servers below share: a child process (``proc``) listening on ``HOST:port``."""
+
+    port: int
+    proc: subprocess.Popen[bytes] | None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class RedisServer(LoopbackProcess):
     """A private redis-server on a loopback port, without persistence."""
 
     def __init__(self, workdir: Path, port: int | None = None, binary: str | None = None):
@@ -154,14 +169,6 @@ class RedisServer:
     @property
     def url(self) -> str:
         return self.url_for(0)
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc and self.proc.poll() is None else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     # lifecycle ------------------------------------------------------------------------------
     def start(self, timeout: float = START_TIMEOUT) -> RedisServer:
@@ -287,7 +294,7 @@ def migrate(database_path: Path, log_path: Path, timeout: float = MIGRATE_TIMEOU
         )
 
 
-class DaphneInstance:
+class DaphneInstance(LoopbackProcess):
     """One daphne process serving demo_project.asgi:application."""
 
     def __init__(self, name: str, port: int, workdir: Path, env: dict[str, str]):
@@ -312,14 +319,6 @@ class DaphneInstance:
     @property
     def http_url(self) -> str:
         return f"http://{HOST}:{self.port}/"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         if self.running:

@@ -22,8 +22,8 @@ IDEMPOTENT = ("subscribe", "unsubscribe")
 
 @dataclass(eq=False)
 class Call:
-    frame: Frame  # gets a fresh "messageID" each time it is written
-    text: str  # the frame as JSON, without its messageID: encoded once, when the call is made
+    frame: Frame  # as the caller made it, without a messageID (read for its type and room)
+    text: str  # the frame as JSON, encoded once; each write puts a fresh messageID in front
     future: asyncio.Future[Frame]
     timer: asyncio.TimerHandle | None = None
     resent: bool = False  # written again after its first socket dropped
@@ -56,7 +56,6 @@ class Calls:
         """Send the call on ``ws``. It is pending from now on, even when the socket turns out to
         be closed: the client's reader sees that close and settles it (``after_drop``)."""
         message_id = self.next_id()
-        call.frame["messageID"] = message_id
         self.pending[message_id] = call
         call.timer = asyncio.get_running_loop().call_later(
             self.request_timeout, self._expire, message_id

@@ -207,8 +207,7 @@
       () => {
         history.delete(room);
         unread.delete(room);
-        if (active === room) active = rooms()[0] || null;
-        switchTo(active);
+        switchTo(active); // the "rooms" event has already moved `active` off this room
       },
       (err) => showError("Could not leave #" + room + ". " + describe(err))
     );
